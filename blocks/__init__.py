@@ -1,0 +1,1 @@
+"""Prefect blocks for the provider's credentials and configuration."""

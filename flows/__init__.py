@@ -1,0 +1,1 @@
+"""Prefect flows: one flow per file, reading like the provider's guide."""

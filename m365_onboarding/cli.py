@@ -1,0 +1,82 @@
+"""The onboarding team's command line: ``m365-onboard``.
+
+Exit codes: 0 success; 1 the command ran and failed; 2 bad input (a flag, a file); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from m365_onboarding.paths import state_dir as default_state_dir
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Onboard Microsoft 365 tenants to an MDR provider.")
+err = Console(stderr=True)
+out = Console()
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+@app.callback()
+def _root() -> None:
+    """Onboard Microsoft 365 tenants to an MDR provider, tenant by tenant, with Prefect."""
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="First of five consecutive ports (login, graph, exchange, management, workbench).")] = 8443,
+    scenario: Annotated[Path | None, typer.Option(help="Scenario YAML file (default: the built-in default scenario).")] = None,
+    time_scale: Annotated[float | None, typer.Option("--time-scale", help="Scenario seconds per real second, e.g. 3600 makes an hour a second.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="State folder for the CA, credentials and manifest (default: $M365_ONBOARD_STATE_DIR or ./.state).")] = None,
+    write_env: Annotated[Path | None, typer.Option(help="Also write the endpoints as M365_ONBOARD_* settings to this .env file.")] = None,
+) -> None:
+    """Run the local Microsoft 365 and Workbench sandbox over HTTPS on 127.0.0.1."""
+    from sandbox.core.scenario import ScenarioError, load_scenario
+    from sandbox.server import SandboxServer, SandboxStartError, write_env_file, write_manifest
+
+    if time_scale is not None and time_scale <= 0:
+        err.print(f"[red]error:[/red] --time-scale must be positive, got {time_scale}")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        loaded = load_scenario(scenario)
+        folder = (state_dir or default_state_dir() / "sandbox").resolve()
+        server = SandboxServer(loaded, folder, first_port=port, time_scale=time_scale)
+    except (ScenarioError, SandboxStartError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    def ready(srv: SandboxServer) -> None:
+        manifest = write_manifest(folder, srv.endpoints, srv.world)
+        if write_env:
+            write_env_file(write_env, srv.endpoints)
+        out.print(f"sandbox ready (time scale {srv.world.clock.time_scale:g}, {len(srv.world.tenants)} tenant(s))", highlight=False)
+        for name, url in srv.endpoints.base_urls.items():
+            out.print(f"  {name:<20} {url}", highlight=False)
+        out.print(f"  {'CA bundle':<20} {srv.endpoints.ca_bundle}", highlight=False)
+        out.print(f"  {'manifest':<20} {manifest}", highlight=False)
+        out.print(f"  {'admin API':<20} {srv.endpoints.base_urls['login']}/_sandbox/", highlight=False)
+        if write_env:
+            out.print(f"  {'settings written to':<20} {write_env}", highlight=False)
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(server.serve(on_ready=ready))
+    except SandboxStartError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The ``/_sandbox/`` control plane on the login port: inspect state, read the request log, move the
+clock, inject faults, reset. Clearly apart from every emulated path; it exists only in the sandbox.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ValidationError
+
+from sandbox.core.clock import parse_duration
+from sandbox.core.faults import FaultSpec
+from sandbox.core.world import World
+
+
+class AdvanceClock(BaseModel):
+    by: str
+
+
+def add_admin_routes(app: FastAPI) -> None:
+    world: World = app.state.world
+
+    def _tenant(tenant_id: str) -> Any:
+        tenant = world.tenant(tenant_id)
+        if tenant is None:
+            raise HTTPException(404, f"no tenant {tenant_id} in this scenario")
+        return tenant
+
+    @app.get("/_sandbox/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "services": world.base_urls}
+
+    @app.get("/_sandbox/clock")
+    async def clock() -> dict[str, Any]:
+        return {"now": world.clock.now(), "started_at": world.clock.started_at, "time_scale": world.clock.time_scale}
+
+    @app.post("/_sandbox/clock/advance")
+    async def advance(body: AdvanceClock) -> dict[str, Any]:
+        try:
+            delta = parse_duration(body.by)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        world.clock.advance(delta)
+        return {"now": world.advance()}
+
+    @app.get("/_sandbox/tenants")
+    async def tenants() -> list[dict[str, Any]]:
+        now = world.clock.now()
+        with world.lock:
+            return jsonable_encoder(
+                [
+                    {
+                        "id": t.id,
+                        "displayName": t.spec.display_name,
+                        "consent": t.consent.status,
+                        "auditActive": t.exchange.audit_active(now),
+                    }
+                    for t in world.tenants.values()
+                ]
+            )
+
+    @app.get("/_sandbox/tenants/{tenant_id}")
+    async def tenant_state(tenant_id: str) -> Any:
+        now = world.clock.now()
+        with world.lock:
+            return jsonable_encoder(world.tenant_snapshot(_tenant(tenant_id), now))
+
+    @app.get("/_sandbox/workbench")
+    async def workbench_state() -> Any:
+        with world.lock:
+            return jsonable_encoder(world.workbench.snapshot(world.clock.now()))
+
+    @app.get("/_sandbox/requests")
+    async def requests_log(
+        service: str | None = None,
+        method: str | None = None,
+        tenant: str | None = None,
+        path_contains: str | None = None,
+        since: int = 0,
+    ) -> Any:
+        entries = world.log.query(service, method, tenant, path_contains, since)
+        return jsonable_encoder({"last_seq": world.log.last_seq, "requests": entries})
+
+    @app.get("/_sandbox/faults")
+    async def faults() -> Any:
+        return jsonable_encoder(world.faults.list())
+
+    @app.post("/_sandbox/faults", status_code=201)
+    async def add_fault(request: Request) -> Any:
+        try:
+            spec = FaultSpec.model_validate(await request.json())
+        except (ValidationError, ValueError) as exc:
+            raise HTTPException(400, f"invalid fault: {exc}") from exc
+        return jsonable_encoder(world.faults.add(spec, world.clock.now()))
+
+    @app.delete("/_sandbox/faults")
+    async def clear_faults() -> dict[str, int]:
+        return {"removed": world.faults.remove(None)}
+
+    @app.delete("/_sandbox/faults/{fault_id}")
+    async def remove_fault(fault_id: int) -> dict[str, int]:
+        removed = world.faults.remove(fault_id)
+        if not removed:
+            raise HTTPException(404, f"no fault {fault_id}")
+        return {"removed": removed}
+
+    @app.post("/_sandbox/reset")
+    async def reset() -> dict[str, str]:
+        world.reset()
+        return {"status": "reset"}
+
+    @app.get("/_sandbox/consent-landing", response_class=HTMLResponse)
+    async def consent_landing(request: Request) -> str:
+        """Default redirect URI of the sandbox app: shows what the consent redirect carried."""
+        rows = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in request.query_params.items()
+        )
+        return f"<!doctype html><title>Consent result</title><h1>Consent result</h1><table>{rows}</table>"

@@ -1,0 +1,1 @@
+"""Emulated Microsoft Entra login: OIDC discovery, the client-credentials token endpoint, admin consent."""

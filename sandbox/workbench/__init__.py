@@ -1,0 +1,1 @@
+"""Emulated Expel Workbench JSON:API (``/api/v2/...``)."""

@@ -1,0 +1,1 @@
+"""Onboarding steps: one module per step of the provider's guide (observe, plan, apply, verify)."""

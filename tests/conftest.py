@@ -1,0 +1,40 @@
+"""Shared fixtures: one real sandbox process per test session, reset before each test that uses it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sandbox_harness import SandboxHandle, start_sandbox
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+FRESH = "11111111-1111-4111-8111-111111111111"
+DEHYDRATED = "22222222-2222-4222-8222-222222222222"
+CONFIGURED = "33333333-3333-4333-8333-333333333333"
+NEVER_CONSENTS = "44444444-4444-4444-8444-444444444444"
+LATE_CONSENT = "55555555-5555-4555-8555-555555555555"
+REFUSES = "66666666-6666-4666-8666-666666666666"
+PARTIAL = "77777777-7777-4777-8777-777777777777"
+UNHEALTHY = "88888888-8888-4888-8888-888888888888"
+QUIET = "99999999-9999-4999-8999-999999999999"
+OTHER_ORG = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+PROVIDER_TENANT = "1cde81fd-b430-4035-b24d-709921922876"
+WORKBENCH_ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
+OTHER_WORKBENCH_ORG = "7a7a7a7a-1111-4222-8333-944444444444"
+
+
+@pytest.fixture(scope="session")
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
+    handle = start_sandbox(tmp_path_factory.mktemp("sandbox"), SCENARIOS / "standard.yaml")
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def sandbox(shared_sandbox: SandboxHandle) -> SandboxHandle:
+    """The session's sandbox, reset to the scenario's starting state (faults and log cleared)."""
+    shared_sandbox.reset()
+    return shared_sandbox
