@@ -21,6 +21,8 @@ import msal
 import requests
 import yaml
 
+from clients.http import VerifiedSession
+
 
 def free_port_block(size: int = 5) -> int:
     """The first of ``size`` consecutive free ports on 127.0.0.1."""
@@ -60,9 +62,8 @@ class SandboxHandle:
         return self.manifest["ca_bundle"]
 
     def session(self) -> requests.Session:
-        s = requests.Session()
-        s.verify = self.ca_bundle
-        return s
+        """A requests session that verifies TLS against the sandbox CA."""
+        return VerifiedSession(self.ca_bundle)
 
     # --- admin API --------------------------------------------------------------------------------
     def admin(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -112,7 +113,7 @@ class SandboxHandle:
             authority=f"{self.base_url('login')}/{tenant}",
             client_credential=credential if credential is not None else self.app_secret(),
             instance_discovery=False,  # the real discovery host is not the sandbox
-            verify=self.ca_bundle,
+            http_client=VerifiedSession(self.ca_bundle),
         )
 
     def token(self, tenant: str, resource: str = "https://graph.microsoft.com") -> str:

@@ -38,11 +38,6 @@ class Certificate:
     def sha1_thumbprint(self) -> str:
         return self.certificate.fingerprint(hashes_sha1()).hex().upper()
 
-    def x5t(self) -> str:
-        return base64.urlsafe_b64encode(self.certificate.fingerprint(hashes_sha1())).rstrip(b"=").decode()
-
-    def x5t_s256(self) -> str:
-        return base64.urlsafe_b64encode(self.certificate.fingerprint(hashes_sha256())).rstrip(b"=").decode()
 
 
 def hashes_sha1():  # noqa: ANN201 - tiny indirection keeps the imports in one place
@@ -83,9 +78,27 @@ class AppRegistration:
         return grants
 
     def certificate_for(self, x5t: str | None, x5t_s256: str | None) -> Certificate | None:
+        """The certificate a client assertion's ``x5t`` (SHA-1) or ``x5t#S256`` header names.
+
+        Clients encode the thumbprint with either base64 alphabet, padded or not (msal sends
+        ``x5t`` in standard base64 with padding), so compare the digests, not the text.
+        """
+        sha1, sha256 = _b64_any(x5t), _b64_any(x5t_s256)
         for cert in self.certificates:
-            if (x5t and cert.x5t() == x5t) or (x5t_s256 and cert.x5t_s256() == x5t_s256):
+            if (sha1 and cert.certificate.fingerprint(hashes_sha1()) == sha1) or (
+                sha256 and cert.certificate.fingerprint(hashes_sha256()) == sha256
+            ):
                 return cert
+        return None
+
+
+def _b64_any(value: str | None) -> bytes | None:
+    if not value:
+        return None
+    text = value.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
         return None
 
 
