@@ -105,6 +105,7 @@ PARTNER_PROPERTIES = (
     "isInMultiTenantOrganization",
 )
 _PARTNER_WRITABLE = set(PARTNER_PROPERTIES)
+INBOUND_TRUST_FLAGS = ("isMfaAccepted", "isCompliantDeviceAccepted", "isHybridAzureADJoinedDeviceAccepted")
 
 
 @dataclass
@@ -116,6 +117,9 @@ class Partner(DirectoryObject):
         body: dict[str, Any] = {"tenantId": self.tenant_id}
         for name in PARTNER_PROPERTIES:
             body[name] = copy.deepcopy(self.properties.get(name))
+        if body["inboundTrust"] is not None:
+            # Graph fills the members of a set inboundTrust that were never given with false.
+            body["inboundTrust"] = {key: bool(body["inboundTrust"].get(key)) for key in INBOUND_TRUST_FLAGS}
         auto = body["automaticUserConsentSettings"] or {}
         body["automaticUserConsentSettings"] = {
             "inboundAllowed": auto.get("inboundAllowed"),
