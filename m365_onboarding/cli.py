@@ -16,8 +16,8 @@ from rich.console import Console
 from m365_onboarding.paths import state_dir as default_state_dir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Onboard Microsoft 365 tenants to an MDR provider.")
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)  # never wrap: error lines get copied and grepped
+out = Console(soft_wrap=True)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2

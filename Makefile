@@ -1,0 +1,20 @@
+# Two entry points for a fresh machine with only Python 3.11 and pip: each installs uv if it is
+# missing, then lets uv create the virtual environment from uv.lock.
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(PYTHON) -m uv
+endif
+
+.PHONY: bootstrap test sandbox
+
+bootstrap:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
+
+## Run the whole test suite (starts its own sandbox processes).
+test: bootstrap
+	$(UV) run --locked pytest
+
+## Run the local Microsoft 365 + Workbench sandbox on ports 8443-8447.
+sandbox: bootstrap
+	$(UV) run --locked m365-onboard sandbox $(ARGS)
