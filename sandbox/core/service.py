@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
+import jwt
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -20,6 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sandbox.core.context import current_client_request_id, current_request_id
 from sandbox.core.errors import SandboxHTTPError
 from sandbox.core.faults import ServiceName
+from sandbox.core.tokens import bearer_token
 from sandbox.core.world import World
 
 ADMIN_PREFIX = "/_sandbox"
@@ -46,6 +48,17 @@ def render(error: SandboxHTTPError, request_id_header: str) -> Response:
     return JSONResponse(error.body, status_code=error.status, headers=headers, media_type=error.media_type)
 
 
+def _token_tenant(authorization: str | None) -> str | None:
+    """The ``tid`` of a bearer JWT, unverified: only used to match faults and label the log."""
+    token = bearer_token(authorization)
+    if not token or token.count(".") != 2:
+        return None
+    try:
+        return jwt.decode(token, options={"verify_signature": False}).get("tid")
+    except jwt.PyJWTError:
+        return None
+
+
 def _retry_after(fault_seconds: float | None) -> int | None:
     return None if fault_seconds is None else max(0, round(fault_seconds))
 
@@ -69,7 +82,7 @@ def build_service_app(
         current_request_id.set(rid)
         current_client_request_id.set(client_rid)
         path = request.url.path
-        tenant_id = tenant_from_path(path)
+        tenant_id = tenant_from_path(path) or _token_tenant(request.headers.get("authorization"))
         fault_label = None
         now = world.advance()
         response: Response | None = None
