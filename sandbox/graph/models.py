@@ -20,6 +20,7 @@ from sandbox.graph.errors import (
     RequestBadRequest,
     ResourceNotFound,
 )
+from sandbox.graph.throttling import SlidingWindowLimit
 
 _FORBIDDEN_LOCAL_CHARS = set("~!#$%^&*()+=[]{}\\/|;:\"<>?,")
 
@@ -191,6 +192,7 @@ class Directory:
         self.role_assignments: dict[str, RoleAssignment] = {}
         self.partners: dict[str, Partner] = {}
         self.service_principals: dict[str, ServicePrincipal] = {}
+        self.invitation_limit = SlidingWindowLimit()
         for resource in RESOURCES:
             self._add_resource_sp(resource, created_at)
 

@@ -92,6 +92,9 @@ def build_app(world: World) -> FastAPI:
         for required in ("invitedUserEmailAddress", "inviteRedirectUrl"):
             if not isinstance(body.get(required), str) or not body[required].strip():
                 raise BadRequest(f"The property '{required}' is required and must be a non-empty string.")
+        retry_after = tenant.directory.invitation_limit.acquire()
+        if retry_after is not None:
+            raise TooManyRequests(retry_after)
         with world.lock:
             invitation = tenant.directory.invite(
                 email=body["invitedUserEmailAddress"].strip(),

@@ -1,0 +1,25 @@
+"""Graph's own invitation limit (150 per 5 s per tenant), apart from injected faults."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.conftest import FRESH
+from tests.sandbox_harness import SandboxHandle
+
+
+def test_the_151st_invitation_within_five_seconds_is_throttled_with_retry_after(sandbox: SandboxHandle) -> None:
+    session = sandbox.session()
+    session.headers["Authorization"] = f"Bearer {sandbox.token(FRESH)}"
+    url = f"{sandbox.base_url('graph')}/v1.0/invitations"
+
+    def invite(i: int) -> tuple[int, str | None]:
+        body = {"invitedUserEmailAddress": f"analyst{i}@mdr.example", "inviteRedirectUrl": "https://myapps.microsoft.com"}
+        response = session.post(url, json=body, timeout=30)
+        return response.status_code, response.headers.get("Retry-After")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(invite, range(170)))
+    throttled = [retry for status, retry in results if status == 429]
+    assert sum(1 for status, _ in results if status == 201) <= 150
+    assert throttled and all(retry is not None and 1 <= int(retry) <= 5 for retry in throttled)
