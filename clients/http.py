@@ -8,10 +8,18 @@ with every request is the documented way round it.
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from clients.errors import ApiConnectionError, ApiError, ApiTimeout, Throttled, status_error_class
 
 
 class VerifiedSession(requests.Session):
@@ -27,3 +35,133 @@ class VerifiedSession(requests.Session):
             raise ValueError("TLS verification cannot be turned off")
         kwargs["verify"] = self.ca_bundle
         return super().request(method, url, *args, **kwargs)
+
+
+# --- the JSON client every API client builds on ------------------------------------------------------
+
+logger = logging.getLogger("m365_onboarding.http")
+
+# PATCH is in the list because every PATCH this project sends sets absolute values (idempotent in
+# effect). POST never is: a failed create is followed by a lookup, never by a blind retry.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+USER_AGENT = "m365-onboarding/0.1 (+https://github.com/; python-requests)"
+
+
+class CappedRetry(Retry):
+    """urllib3's Retry, with Retry-After capped so that one throttled call cannot sleep for minutes.
+
+    A longer wait is left to the caller (Prefect task retries) once the retries run out.
+    """
+
+    max_retry_after_s: float = 120.0
+
+    def get_retry_after(self, response):  # type: ignore[no-untyped-def]
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, self.max_retry_after_s)
+
+
+def make_retry(retries: int, max_retry_after_s: float) -> Retry:
+    retry = CappedRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        allowed_methods=IDEMPOTENT_METHODS,
+        status_forcelist=RETRY_STATUSES,
+        respect_retry_after_header=True,
+        backoff_factor=0.5,
+        backoff_max=30,
+        backoff_jitter=0.5,
+        raise_on_status=False,
+    )
+    retry.max_retry_after_s = max_retry_after_s
+    return retry
+
+
+@dataclass(frozen=True)
+class ErrorDetails:
+    """What a service's error body says: its code and a readable message."""
+
+    code: str | None
+    message: str
+
+
+class ApiClient:
+    """JSON over HTTPS for one service: timeouts, TLS, idempotent retries, typed errors, readable logs.
+
+    Subclasses set ``service``, implement :meth:`parse_error`, and may override :meth:`error_class`
+    where a service signals a kind of error with a code rather than a status (AF429 comes as 403).
+    """
+
+    service = "api"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        authorization: Callable[[], str],
+        ca_bundle: str | Path | None = None,
+        timeout_s: float = 30.0,
+        retries: int = 4,
+        max_retry_after_s: float = 120.0,
+    ) -> None:
+        if not base_url.startswith("https://"):
+            raise ValueError(f"{self.service} base URL must be https://, got {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self._authorization = authorization
+        self.timeout_s = timeout_s
+        self.session = VerifiedSession(ca_bundle)
+        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        adapter = HTTPAdapter(max_retries=make_retry(retries, max_retry_after_s))
+        self.session.mount("https://", adapter)
+
+    # --- for subclasses -----------------------------------------------------------------------------
+    def parse_error(self, response: requests.Response) -> ErrorDetails:
+        return ErrorDetails(None, response.text[:500] or response.reason)
+
+    def error_class(self, status: int, code: str | None) -> type[ApiError]:
+        return status_error_class(status)
+
+    def next_action_for(self, error: ApiError) -> str | None:
+        return None
+
+    # --- requests -----------------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        operation: str,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        expected: tuple[int, ...] = (200, 201, 204),
+    ) -> requests.Response:
+        """Send one request and return the response, or raise the typed error for it."""
+        url = path_or_url if path_or_url.startswith("https://") else f"{self.base_url}{path_or_url}"
+        client_request_id = str(uuid.uuid4())
+        all_headers = {"Authorization": self._authorization(), "client-request-id": client_request_id, **(headers or {})}
+        try:
+            response = self.session.request(method, url, params=params, json=json, headers=all_headers, timeout=self.timeout_s)
+        except requests.Timeout as exc:
+            raise ApiTimeout(f"{self.service} {operation}: no answer within {self.timeout_s:g}s from {self.base_url}") from None
+        except requests.RequestException as exc:
+            raise ApiConnectionError(f"{self.service} {operation}: cannot reach {self.base_url}: {type(exc).__name__}") from None
+        request_id = response.headers.get("request-id") or response.headers.get("x-request-id") or response.headers.get("x-ms-request-id")
+        logger.debug("%s %s %s -> %s request-id=%s", self.service, method, operation, response.status_code, request_id)
+        if response.status_code in expected:
+            return response
+        details = self.parse_error(response)
+        cls = self.error_class(response.status_code, details.code)
+        kwargs: dict[str, Any] = {"request_id": request_id, "operation": operation}
+        if issubclass(cls, Throttled):
+            retry_after = response.headers.get("Retry-After")
+            kwargs["retry_after"] = float(retry_after) if retry_after and retry_after.isdigit() else None
+        error = cls(self.service, response.status_code, details.code, details.message, **kwargs)
+        action = self.next_action_for(error)
+        if action:
+            error.next_action = action
+            error.args = (f"{error.message} Next: {action}",)
+        raise error

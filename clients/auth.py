@@ -1,0 +1,109 @@
+"""App-only tokens with msal: one ``ConfidentialClientApplication`` per tenant, its cache reused.
+
+msal reports token errors as dicts; this module turns them into typed errors so that no caller
+has to remember to look for ``"error"``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+import msal
+import requests
+
+from clients.errors import (
+    ApiConnectionError,
+    ApiError,
+    AppNotConsented,
+    InvalidCredentials,
+    TenantNotFound,
+    Throttled,
+)
+from clients.http import VerifiedSession
+
+logger = logging.getLogger("m365_onboarding.auth")
+
+NOT_CONSENTED = {700016, 7000229, 500011}
+BAD_CREDENTIAL = {7000215, 7000222, 700027, 700024, 7000218, 50027}
+NO_TENANT = {90002, 900023}
+
+
+class TokenProvider:
+    """Tokens for the provider's app in any customer tenant, for one resource audience at a time."""
+
+    def __init__(
+        self,
+        login_base_url: str,
+        client_id: str,
+        credential: Callable[[], str | dict[str, Any]],
+        *,
+        ca_bundle: str | Path | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.login_base_url = login_base_url.rstrip("/")
+        self.client_id = client_id
+        self._credential = credential
+        self._ca_bundle = ca_bundle
+        self._timeout_s = timeout_s
+        self._apps: dict[str, msal.ConfidentialClientApplication] = {}
+
+    def _app(self, tenant_id: str) -> msal.ConfidentialClientApplication:
+        app = self._apps.get(tenant_id)
+        if app is not None:
+            return app
+        try:
+            app = msal.ConfidentialClientApplication(
+                self.client_id,
+                authority=f"{self.login_base_url}/{tenant_id}",
+                client_credential=self._credential(),
+                # Instance discovery would ask the global host about a sovereign or sandbox authority.
+                instance_discovery=False,
+                http_client=VerifiedSession(self._ca_bundle),
+                timeout=self._timeout_s,
+            )
+        except ValueError as exc:
+            if "Unable to get authority configuration" in str(exc):
+                raise TenantNotFound(f"Tenant {tenant_id} was not found at {self.login_base_url} (OIDC discovery refused it).") from None
+            raise
+        except requests.RequestException as exc:
+            raise ApiConnectionError(f"login: cannot reach {self.login_base_url}: {type(exc).__name__}") from None
+        self._apps[tenant_id] = app
+        return app
+
+    def token(self, tenant_id: str, audience: str) -> str:
+        """An access token for ``audience`` in ``tenant_id``, from msal's cache when still valid."""
+        try:
+            result = self._app(tenant_id).acquire_token_for_client(scopes=[f"{audience.rstrip('/')}/.default"])
+        except requests.RequestException as exc:
+            raise ApiConnectionError(f"login: token request for tenant {tenant_id} failed: {type(exc).__name__}") from None
+        if "access_token" in result:
+            return result["access_token"]
+        raise _token_error(tenant_id, self.client_id, audience, result)
+
+    def roles(self, tenant_id: str, audience: str) -> list[str]:
+        """Application permissions the current token for ``audience`` carries (its ``roles`` claim)."""
+        claims = jwt.decode(self.token(tenant_id, audience), options={"verify_signature": False})
+        return sorted(claims.get("roles") or [])
+
+    def bearer(self, tenant_id: str, audience: str) -> Callable[[], str]:
+        """An ``Authorization`` header factory for an :class:`~clients.http.ApiClient`."""
+        return lambda: f"Bearer {self.token(tenant_id, audience)}"
+
+
+def _token_error(tenant_id: str, client_id: str, audience: str, result: dict[str, Any]) -> Exception:
+    codes = set(result.get("error_codes") or [])
+    first_line = str(result.get("error_description", "")).split("\r\n")[0].split("\n")[0]
+    if codes & NO_TENANT:
+        return TenantNotFound(f"Tenant {tenant_id} was not found: {first_line}")
+    if codes & NOT_CONSENTED:
+        return AppNotConsented(f"The provider's app {client_id} is not consented in tenant {tenant_id} ({first_line.split(':')[0]}).")
+    if codes & BAD_CREDENTIAL:
+        return InvalidCredentials(f"The provider's app credential was refused for tenant {tenant_id}: {first_line}")
+    error = result.get("error", "unknown_error")
+    if error == "temporarily_unavailable" or "429" in str(result.get("error_description", "")):
+        return Throttled("login", 429, error, first_line, operation=f"token for {audience}")
+    return ApiError("login", 400, error, first_line or error, operation=f"token for {audience}")

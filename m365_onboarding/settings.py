@@ -1,0 +1,153 @@
+"""Settings: where the APIs are, the provider's values, and timing. Secrets are not here (see ``blocks/``).
+
+Read from the environment with the prefix ``M365_ONBOARD_`` (nested fields with ``__``, e.g.
+``M365_ONBOARD_PROVIDER__SOC_GUEST_DOMAIN``) and from a ``.env`` file. The defaults are the values
+of Expel's Microsoft 365 setup guide, so another provider changes settings, not code.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GLOBAL_READER_TEMPLATE_ID = "f2ef992c-3afb-46b9-b7cf-a126ee74c451"
+EXPEL_TENANT_ID = "1cde81fd-b430-4035-b24d-709921922876"
+
+
+class Cloud(StrEnum):
+    """A Microsoft cloud (or the local sandbox)."""
+
+    GLOBAL = "global"
+    GCC = "gcc"
+    GCC_HIGH = "gcc_high"
+    DOD = "dod"
+    CHINA = "china"
+    SANDBOX = "sandbox"
+
+
+class Endpoints(BaseModel):
+    """Base URLs of the five APIs and the token audiences (scopes are ``<audience>/.default``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    login: str
+    graph: str
+    exchange: str
+    management_activity: str
+    workbench: str
+    graph_audience: str
+    exchange_audience: str
+    management_audience: str
+
+
+def _endpoints(login: str, graph: str, exchange: str, management: str, workbench: str = "https://workbench.expel.io") -> Endpoints:
+    return Endpoints(
+        login=login,
+        graph=graph,
+        exchange=exchange,
+        management_activity=management,
+        workbench=workbench,
+        graph_audience=graph,
+        exchange_audience=exchange,
+        management_audience=management,
+    )
+
+
+# Hosts per cloud from reference §6. Unconfirmed there: the sovereign Exchange admin hosts, and the
+# China Management Activity host (not in the current docs; manage.office.cn is our guess).
+CLOUD_ENDPOINTS: dict[Cloud, Endpoints] = {
+    Cloud.GLOBAL: _endpoints("https://login.microsoftonline.com", "https://graph.microsoft.com", "https://outlook.office365.com", "https://manage.office.com"),
+    Cloud.GCC: _endpoints("https://login.microsoftonline.com", "https://graph.microsoft.com", "https://outlook.office365.com", "https://manage-gcc.office.com"),
+    Cloud.GCC_HIGH: _endpoints("https://login.microsoftonline.us", "https://graph.microsoft.us", "https://outlook.office365.us", "https://manage.office365.us"),
+    Cloud.DOD: _endpoints("https://login.microsoftonline.us", "https://dod-graph.microsoft.us", "https://webmail.apps.mil", "https://manage.protection.apps.mil"),
+    Cloud.CHINA: _endpoints(
+        "https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn", "https://partner.outlook.cn", "https://manage.office.cn"
+    ),
+    # The sandbox keeps the global audiences: only scheme, host and port change.
+    Cloud.SANDBOX: Endpoints(
+        login="https://127.0.0.1:8443",
+        graph="https://127.0.0.1:8444",
+        exchange="https://127.0.0.1:8445",
+        management_activity="https://127.0.0.1:8446",
+        workbench="https://127.0.0.1:8447",
+        graph_audience="https://graph.microsoft.com",
+        exchange_audience="https://outlook.office365.com",
+        management_audience="https://manage.office.com",
+    ),
+}
+
+
+class ProviderSettings(BaseModel):
+    """The MDR provider's values from its setup guide."""
+
+    tenant_id: str = Field(default=EXPEL_TENANT_ID, description="The provider's Entra tenant, added as cross-tenant partner.")
+    display_name: str = Field(default="Expel", description="The provider's name as customers know it.")
+    soc_guest_domain: str = Field(default="soc.expel.io", description="Domain of the SOC guest: <provider-org GUID>@<domain>.")
+    soc_guest_display_name: str = Field(default="Expel SOC", description="Display name of the SOC guest.")
+    guest_role_template_id: str = Field(default=GLOBAL_READER_TEMPLATE_ID, description="Directory role given to the SOC guest.")
+    guest_role_name: str = Field(default="Global Reader", description="That role's name, for people.")
+    invite_redirect_url: str = Field(default="https://myapps.microsoft.com", description="Where the guest lands after redeeming.")
+    send_invitation_message: bool = Field(default=False, description="Whether Microsoft emails the invitation.")
+    trust_mfa: bool = Field(default=True, description="Inbound trust of the provider's MFA.")
+    trust_compliant_devices: bool = Field(default=True, description="Inbound trust of compliant devices.")
+    trust_hybrid_joined_devices: bool = Field(default=True, description="Inbound trust of hybrid-joined devices.")
+    automatic_redemption: bool = Field(default=True, description="Automatically redeem invitations from the provider.")
+    workbench_plugin_name: str = Field(default="Microsoft 365", description="Display name of the Workbench plugin to register.")
+    management_content_types: tuple[str, ...] = Field(
+        default=("Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.SharePoint", "Audit.General", "DLP.All"),
+        description="Management Activity API content types to subscribe to.",
+    )
+
+
+class TimingSettings(BaseModel):
+    """Timeouts and consistency waits of the HTTP layer (long waits belong to the flow)."""
+
+    http_timeout_s: float = Field(default=30.0, gt=0, description="Connect and read timeout of every request.")
+    http_retries: int = Field(default=4, ge=0, description="Retries of an idempotent request on 429/5xx/connection errors.")
+    max_retry_after_s: float = Field(default=120.0, gt=0, description="Longest Retry-After honoured in-process.")
+    consistency_deadline_s: float = Field(default=300.0, gt=0, description="How long to wait for a write to replicate.")
+    consistency_interval_s: float = Field(default=2.0, gt=0, description="Pause between reads while waiting to replicate.")
+    consistent_reads: int = Field(default=3, ge=1, description="Matching reads in a row that count as replicated.")
+
+
+class OnboardingSettings(BaseSettings):
+    """Everything configurable that is not a secret."""
+
+    model_config = SettingsConfigDict(env_prefix="M365_ONBOARD_", env_nested_delimiter="__", env_file=".env", extra="ignore")
+
+    cloud: Cloud = Field(default=Cloud.GLOBAL, description="Which Microsoft cloud the customer tenants live in.")
+    login_base_url: str | None = Field(default=None, description="Override of the login base URL.")
+    graph_base_url: str | None = None
+    exchange_base_url: str | None = None
+    management_activity_base_url: str | None = None
+    workbench_base_url: str | None = None
+    ca_bundle: Path | None = Field(default=None, description="CA bundle to verify TLS with (the sandbox's CA); default: system store.")
+    provider: ProviderSettings = ProviderSettings()
+    timing: TimingSettings = TimingSettings()
+
+    @model_validator(mode="after")
+    def _sandbox_needs_its_ca(self) -> OnboardingSettings:
+        if self.cloud == Cloud.SANDBOX and self.ca_bundle is None:
+            raise ValueError("cloud 'sandbox' needs M365_ONBOARD_CA_BUNDLE (printed by `m365-onboard sandbox`)")
+        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+            raise ValueError(f"M365_ONBOARD_CA_BUNDLE {self.ca_bundle} does not exist")
+        return self
+
+    def endpoints(self) -> Endpoints:
+        """The cloud's endpoints with any per-service override applied."""
+        base = CLOUD_ENDPOINTS[self.cloud]
+        overrides = {
+            name: value.rstrip("/")
+            for name, value in {
+                "login": self.login_base_url,
+                "graph": self.graph_base_url,
+                "exchange": self.exchange_base_url,
+                "management_activity": self.management_activity_base_url,
+                "workbench": self.workbench_base_url,
+            }.items()
+            if value
+        }
+        return base.model_copy(update=overrides)
