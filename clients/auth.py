@@ -82,12 +82,31 @@ class TokenProvider:
             raise ApiConnectionError(f"login: token request for tenant {tenant_id} failed: {type(exc).__name__}") from None
         if "access_token" in result:
             return result["access_token"]
-        raise _token_error(tenant_id, self.client_id, audience, result)
+        error = _token_error(tenant_id, self.client_id, audience, result)
+        if isinstance(error, AppNotConsented):
+            # msal replays a 400 from its HTTP cache for 60 s; a fresh app sees consent as soon as it lands.
+            self._apps.pop(tenant_id, None)
+        raise error
 
-    def roles(self, tenant_id: str, audience: str) -> list[str]:
-        """Application permissions the current token for ``audience`` carries (its ``roles`` claim)."""
+    def roles(self, tenant_id: str, audience: str, *, fresh: bool = False) -> list[str]:
+        """Application permissions a token for ``audience`` carries (its ``roles`` claim).
+
+        With ``fresh``, cached access tokens are dropped first: a token issued before a grant
+        replicated lacks the new roles and msal would keep serving it for up to an hour.
+        """
+        if fresh:
+            self.forget_tokens(tenant_id)
         claims = jwt.decode(self.token(tenant_id, audience), options={"verify_signature": False})
         return sorted(claims.get("roles") or [])
+
+    def forget_tokens(self, tenant_id: str) -> None:
+        """Drop the cached access tokens of one tenant (the next call asks the token endpoint)."""
+        app = self._apps.get(tenant_id)
+        if app is None:
+            return
+        cache = app.token_cache
+        for entry in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+            cache.remove_at(entry)
 
     def bearer(self, tenant_id: str, audience: str) -> Callable[[], str]:
         """An ``Authorization`` header factory for an :class:`~clients.http.ApiClient`."""

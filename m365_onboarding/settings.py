@@ -95,6 +95,8 @@ class ProviderSettings(BaseModel):
     trust_compliant_devices: bool = Field(default=True, description="Inbound trust of compliant devices.")
     trust_hybrid_joined_devices: bool = Field(default=True, description="Inbound trust of hybrid-joined devices.")
     automatic_redemption: bool = Field(default=True, description="Automatically redeem invitations from the provider.")
+    app_display_name: str = Field(default="Expel Microsoft 365 Integration", description="The multi-tenant app as customers see it.")
+    consent_redirect_uri: str | None = Field(default=None, description="Redirect URI registered on the app, if consent should return there.")
     workbench_plugin_name: str = Field(default="Microsoft 365", description="Display name of the Workbench plugin to register.")
     management_content_types: tuple[str, ...] = Field(
         default=("Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.SharePoint", "Audit.General", "DLP.All"),

@@ -1,0 +1,99 @@
+"""Guide step 3: API connectivity, i.e. the customer's admin consents to the provider's app.
+
+Only the customer's Global Administrator can consent, so this step never applies anything: it
+builds the admin-consent link, detects consent (a token can be issued in the tenant), and checks
+that every required permission was granted, naming each one that is missing. It runs first in the
+flow because every other API call needs it.
+
+Permissions: none beyond consent itself; granted permissions are read from the tokens' ``roles``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clients.errors import AppNotConsented
+from m365_onboarding.permissions import PERMISSION_RESOURCE, Resource, all_permissions, effective
+from tasks.context import TenantContext
+from tasks.step import Action, Change, Outcome, Plan
+
+
+class DesiredConsent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    required: tuple[str, ...] = Field(description="Application permissions the onboarding needs in this tenant.")
+    consent_url: str = Field(description="The admin-consent link for the customer's Global Administrator.")
+
+
+class ObservedConsent(BaseModel):
+    consented: bool = Field(description="The app has a service principal: tokens can be issued in the tenant.")
+    granted: list[str] = Field(default_factory=list, description="Permissions the tenant's tokens carry.")
+    missing: list[str] = Field(default_factory=list, description="Required permissions not (yet) granted.")
+
+
+def admin_consent_url(ctx: TenantContext, client_id: str, state: str | None = None) -> str:
+    """The v1 admin-consent link, which asks for every permission configured on the app."""
+    params = {"client_id": client_id}
+    if ctx.settings.provider.consent_redirect_uri:
+        params["redirect_uri"] = ctx.settings.provider.consent_redirect_uri
+    if state:
+        params["state"] = state
+    return f"{ctx.endpoints.login}/{ctx.tenant_id}/adminconsent?{urlencode(params)}"
+
+
+class AdminConsentStep:
+    name = "admin_consent"
+
+    def __init__(self, required: tuple[str, ...] | None = None) -> None:
+        self.required = tuple(required) if required is not None else tuple(all_permissions())
+
+    def desired(self, ctx: TenantContext) -> DesiredConsent:
+        return DesiredConsent(required=self.required, consent_url=admin_consent_url(ctx, ctx.tokens.client_id, state=ctx.tenant_id))
+
+    def observe(self, ctx: TenantContext) -> ObservedConsent:
+        audiences = {
+            Resource.GRAPH: ctx.endpoints.graph_audience,
+            Resource.EXCHANGE: ctx.endpoints.exchange_audience,
+            Resource.MANAGEMENT: ctx.endpoints.management_audience,
+        }
+        needed = {PERMISSION_RESOURCE[p] for p in self.required}
+        held: set[str] = set()
+        try:
+            ctx.tokens.forget_tokens(ctx.tenant_id)
+            for resource in sorted(needed):
+                held |= set(ctx.tokens.roles(ctx.tenant_id, audiences[resource]))
+        except AppNotConsented:
+            return ObservedConsent(consented=False, missing=list(self.required))
+        granted = effective(held)
+        return ObservedConsent(consented=True, granted=sorted(held), missing=[p for p in self.required if p not in granted])
+
+    def plan(self, ctx: TenantContext, desired: DesiredConsent, observed: ObservedConsent) -> Plan:
+        if not observed.consented:
+            changes = [Change(field="admin_consent", current="not granted", desired="granted")]
+        else:
+            changes = [Change(field=f"permission:{p}", current="missing", desired="granted") for p in observed.missing]
+        return Plan(step=self.name, tenant_id=ctx.tenant_id, action=Action.MANUAL if changes else Action.NONE, changes=changes)
+
+    def apply(self, ctx: TenantContext, desired: DesiredConsent, observed: ObservedConsent, plan: Plan) -> None:
+        raise NotImplementedError("admin consent is given by the customer's admin; run_step never applies a manual plan")
+
+    def verify(self, ctx: TenantContext, desired: DesiredConsent) -> ObservedConsent:
+        return self.observe(ctx)
+
+    def settled(self, observed: ObservedConsent) -> tuple[Outcome, str | None]:
+        return Outcome.CONVERGED, None
+
+    def instructions(self, ctx: TenantContext, desired: DesiredConsent, plan: Plan) -> str:
+        provider = ctx.settings.provider
+        missing = [c.field.removeprefix("permission:") for c in plan.changes if c.field.startswith("permission:")]
+        lines = [
+            f"1. Sign in as a Global Administrator of {ctx.organization_name or ctx.tenant_id} and open this link:",
+            f"   {desired.consent_url}",
+            f"2. Review the permissions that {provider.display_name}'s app \"{provider.app_display_name}\" asks for, and choose Accept.",
+            f"3. Afterwards the app is listed under Entra ID > Enterprise applications; its Permissions page should show: {', '.join(desired.required)}.",
+        ]
+        if missing:
+            lines.insert(0, f"Consent was given, but these permissions are not granted yet: {', '.join(missing)}.")
+        return "\n".join(lines)
