@@ -1,0 +1,83 @@
+"""Preflight: which mode each customer-side step can run in, from the permissions actually granted.
+
+``apply`` where the app holds the write permissions, ``guide`` where it can at least read (the
+customer's admin makes the change, the step verifies it), and ``blocked`` where it cannot even
+read, naming what is missing. The team can force ``guide`` or ``plan`` per step; a forced
+``apply`` that the permissions do not allow is refused here, before anything runs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from clients.errors import AppNotConsented, OnboardingError
+from m365_onboarding.permissions import PERMISSION_RESOURCE, STEP_PERMISSIONS, Resource, effective
+from tasks.context import TenantContext
+from tasks.step import Mode
+
+CUSTOMER_STEPS = ("console_access", "cross_tenant_access", "unified_audit_log")
+
+
+class StepMode(BaseModel):
+    """The mode chosen for one step, and why."""
+
+    step: str
+    mode: Mode | Literal["blocked"]
+    missing_for_apply: list[str] = Field(default_factory=list)
+    missing_for_read: list[str] = Field(default_factory=list)
+    reason: str
+
+
+class ModeNotPossible(OnboardingError):
+    """The team asked for ``apply`` but the app lacks the permissions for it."""
+
+    next_action = "Choose guide mode for the step, or have the customer's admin grant the missing permissions."
+
+
+def granted_permissions(ctx: TenantContext) -> set[str]:
+    """Every application permission the tenant's tokens carry, for the resources onboarding uses."""
+    audiences = {
+        Resource.GRAPH: ctx.endpoints.graph_audience,
+        Resource.EXCHANGE: ctx.endpoints.exchange_audience,
+        Resource.MANAGEMENT: ctx.endpoints.management_audience,
+    }
+    held: set[str] = set()
+    for resource in sorted(set(PERMISSION_RESOURCE.values())):
+        held |= set(ctx.tokens.roles(ctx.tenant_id, audiences[resource], fresh=True))
+    return held
+
+
+def choose_modes(granted: set[str], forced: dict[str, Mode] | None = None) -> dict[str, StepMode]:
+    """Pick a mode per customer-side step; ``forced`` overrides (guide and plan always allowed)."""
+    forced = forced or {}
+    granted = effective(granted)
+    choices: dict[str, StepMode] = {}
+    for step in CUSTOMER_STEPS:
+        needs = STEP_PERMISSIONS[step]
+        missing_apply = [p for p in needs.apply if p not in granted]
+        missing_read = [p for p in needs.read if p not in granted]
+        wanted = forced.get(step)
+        if wanted == Mode.APPLY and missing_apply:
+            raise ModeNotPossible(f"{step} cannot run in apply mode: the app lacks {', '.join(missing_apply)}.")
+        if wanted is not None:
+            mode: Mode | Literal["blocked"] = wanted
+            reason = f"{wanted.value} mode chosen by the onboarding team"
+        elif not missing_apply:
+            mode, reason = Mode.APPLY, "the app holds every permission to make the change"
+        elif not missing_read:
+            mode, reason = Mode.GUIDE, f"the app can read but lacks {', '.join(missing_apply)}: the customer's admin makes the change"
+        else:
+            mode, reason = "blocked", f"the app cannot even read: {', '.join(missing_read)} missing"
+        choices[step] = StepMode(step=step, mode=mode, missing_for_apply=missing_apply, missing_for_read=missing_read, reason=reason)
+    return choices
+
+
+def preflight(ctx: TenantContext, forced: dict[str, Mode] | None = None) -> dict[str, StepMode]:
+    """Read the granted permissions of the tenant and choose each step's mode."""
+    try:
+        granted = granted_permissions(ctx)
+    except AppNotConsented:
+        granted = set()
+    return choose_modes(granted, forced)

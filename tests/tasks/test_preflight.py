@@ -1,0 +1,50 @@
+"""Choosing apply, guide or blocked per step from the permissions a tenant granted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tasks.context import TenantContext
+from tasks.preflight import ModeNotPossible, choose_modes, preflight
+from tasks.step import Mode
+from tests.conftest import FRESH, NEVER_CONSENTS, PARTIAL
+
+
+def test_a_fully_consented_tenant_runs_every_step_in_apply_mode(make_context: Callable[..., TenantContext]) -> None:
+    modes = preflight(make_context(FRESH))
+    assert {name: choice.mode for name, choice in modes.items()} == {
+        "console_access": Mode.APPLY,
+        "cross_tenant_access": Mode.APPLY,
+        "unified_audit_log": Mode.APPLY,
+    }
+
+
+def test_a_withheld_write_permission_falls_back_to_guide_and_says_why(make_context: Callable[..., TenantContext]) -> None:
+    modes = preflight(make_context(PARTIAL))
+    assert modes["console_access"].mode == Mode.GUIDE
+    assert modes["console_access"].missing_for_apply == ["User.Invite.All"]
+    assert "User.Invite.All" in modes["console_access"].reason
+    assert modes["cross_tenant_access"].mode == Mode.APPLY
+    assert modes["unified_audit_log"].mode == "blocked"
+    assert modes["unified_audit_log"].missing_for_read == ["ActivityFeed.Read"]
+
+
+def test_an_unconsented_tenant_is_blocked_everywhere(make_context: Callable[..., TenantContext]) -> None:
+    assert {c.mode for c in preflight(make_context(NEVER_CONSENTS)).values()} == {"blocked"}
+
+
+def test_read_write_permissions_count_as_their_read_counterparts() -> None:
+    granted = {"User.Read.All", "RoleManagement.ReadWrite.Directory", "Policy.ReadWrite.CrossTenantAccess"}
+    modes = choose_modes(granted)
+    assert modes["cross_tenant_access"].mode == Mode.APPLY
+    assert modes["console_access"].mode == Mode.GUIDE  # reads roles through ReadWrite, cannot invite
+
+
+def test_the_team_can_force_guide_or_plan_but_not_an_impossible_apply() -> None:
+    everything = {"User.Read.All", "User.Invite.All", "RoleManagement.ReadWrite.Directory", "Policy.ReadWrite.CrossTenantAccess"}
+    forced = choose_modes(everything, {"console_access": Mode.GUIDE, "cross_tenant_access": Mode.PLAN})
+    assert forced["console_access"].mode == Mode.GUIDE and forced["cross_tenant_access"].mode == Mode.PLAN
+    with pytest.raises(ModeNotPossible, match="unified_audit_log cannot run in apply mode: the app lacks Exchange.ManageAsApp"):
+        choose_modes(everything, {"unified_audit_log": Mode.APPLY})
