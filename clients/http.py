@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from clients.errors import ApiConnectionError, ApiError, ApiTimeout, Throttled, status_error_class
@@ -46,6 +47,16 @@ logger = logging.getLogger("m365_onboarding.http")
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "m365-onboarding/0.1 (+https://github.com/; python-requests)"
+
+
+def _is_timeout(exc: requests.RequestException) -> bool:
+    """True for a timeout, also when urllib3's retries wrapped it into a ConnectionError."""
+    if isinstance(exc, requests.Timeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if isinstance(reason, NewConnectionError):  # urllib3 makes it a ConnectTimeoutError subclass
+        return False
+    return isinstance(reason, TimeoutError | ReadTimeoutError | ConnectTimeoutError)
 
 
 class CappedRetry(Retry):
@@ -145,9 +156,9 @@ class ApiClient:
         all_headers = {"Authorization": self._authorization(), "client-request-id": client_request_id, **(headers or {})}
         try:
             response = self.session.request(method, url, params=params, json=json, headers=all_headers, timeout=self.timeout_s)
-        except requests.Timeout as exc:
-            raise ApiTimeout(f"{self.service} {operation}: no answer within {self.timeout_s:g}s from {self.base_url}") from None
         except requests.RequestException as exc:
+            if _is_timeout(exc):
+                raise ApiTimeout(f"{self.service} {operation}: no answer within {self.timeout_s:g}s from {self.base_url}") from None
             raise ApiConnectionError(f"{self.service} {operation}: cannot reach {self.base_url}: {type(exc).__name__}") from None
         request_id = response.headers.get("request-id") or response.headers.get("x-request-id") or response.headers.get("x-ms-request-id")
         logger.debug("%s %s %s -> %s request-id=%s", self.service, method, operation, response.status_code, request_id)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.sandbox_harness import SandboxHandle, start_sandbox
+from clients.auth import TokenProvider
+from tasks.context import TenantContext
+from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -38,3 +40,32 @@ def sandbox(shared_sandbox: SandboxHandle) -> SandboxHandle:
     """The session's sandbox, reset to the scenario's starting state (faults and log cleared)."""
     shared_sandbox.reset()
     return shared_sandbox
+
+
+STEP_TIME_SCALE = 30  # the standard scenario's 30 s replication lag takes one real second
+
+
+@pytest.fixture(scope="session")
+def shared_step_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
+    handle = start_sandbox(tmp_path_factory.mktemp("step-sandbox"), SCENARIOS / "standard.yaml", time_scale=STEP_TIME_SCALE)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def step_sandbox(shared_step_sandbox: SandboxHandle) -> SandboxHandle:
+    """A sandbox for step and client tests, on compressed time, reset before each test."""
+    shared_step_sandbox.reset()
+    return shared_step_sandbox
+
+
+@pytest.fixture
+def make_context(step_sandbox: SandboxHandle) -> Callable[..., TenantContext]:
+    """Build a TenantContext for a scenario tenant, with the app's client secret."""
+    settings = sandbox_settings(step_sandbox)
+
+    def build(tenant_id: str, organization_name: str = "", provider_org_id: str = WORKBENCH_ORG) -> TenantContext:
+        tokens = TokenProvider(settings.endpoints().login, step_sandbox.client_id, step_sandbox.app_secret, ca_bundle=settings.ca_bundle)
+        return TenantContext(tenant_id=tenant_id, organization_name=organization_name, provider_org_id=provider_org_id, settings=settings, tokens=tokens)
+
+    return build

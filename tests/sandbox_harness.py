@@ -22,6 +22,7 @@ import requests
 import yaml
 
 from clients.http import VerifiedSession
+from m365_onboarding.settings import Cloud, OnboardingSettings, TimingSettings
 
 
 def free_port_block(size: int = 5) -> int:
@@ -165,3 +166,18 @@ def start_sandbox(
         time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"sandbox did not start in {timeout}s:\n{log_path.read_text()}")
+
+
+def sandbox_settings(sandbox: SandboxHandle) -> OnboardingSettings:
+    """Settings pointing at a running sandbox, as `m365-onboard sandbox --write-env` would set them."""
+    return OnboardingSettings(
+        cloud=Cloud.SANDBOX,
+        login_base_url=sandbox.base_url("login"),
+        graph_base_url=sandbox.base_url("graph"),
+        exchange_base_url=sandbox.base_url("exchange"),
+        management_activity_base_url=sandbox.base_url("management_activity"),
+        workbench_base_url=sandbox.base_url("workbench"),
+        ca_bundle=sandbox.ca_bundle,
+        timing=TimingSettings(consistency_deadline_s=20, consistency_interval_s=0.2, consistent_reads=2, http_retries=2),
+        _env_file=None,  # type: ignore[call-arg]
+    )
