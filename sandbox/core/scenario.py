@@ -175,6 +175,9 @@ class DeviceSpec(_Strict):
     health: Literal["follows_tenant", "stays_unhealthy"] = "follows_tenant"
     unhealthy_reason: str = "Expel could not authenticate to the Office 365 Management Activity API."
     health_check_delay: Duration = timedelta(minutes=5)
+    health_check_interval: Duration = Field(
+        default=timedelta(minutes=5), description="Between health checks after the first; status changes only at a check."
+    )
     first_data_delay: Duration = timedelta(minutes=75)
     first_alert_delay: Duration | None = Field(
         default=timedelta(hours=48), description="After first data; null for a quiet tenant with no alerts."

@@ -62,6 +62,8 @@ class World:
 
     def _build(self) -> None:
         now = self.clock.now()
+        # Scheduled actions ("consent after 2h") count from the last build, so a reset starts them over.
+        self.started_at = now
         self.app: AppRegistration = build_app_registration(
             self.scenario.provider.app, self.scenario.provider.tenant_id, self.credentials_dir, now
         )
@@ -164,7 +166,7 @@ class World:
         """Apply whatever the scenario scheduled up to now; return the current scenario time."""
         now = self.clock.now()
         with self.lock:
-            started = self.clock.started_at
+            started = self.started_at
             for tenant in self.tenants.values():
                 consent = tenant.consent
                 if consent.scheduled_action_done or consent.spec.after is None:
