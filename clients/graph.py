@@ -128,7 +128,8 @@ class GraphClient(ApiClient):
             return self.request(method, path, operation=operation, **kwargs)
         except PermissionDenied as exc:
             permission = LEAST_PRIVILEGED.get(operation)
-            if permission and exc.code == "Authorization_RequestDenied":
+            # Directory calls say Authorization_RequestDenied; the invitation manager says Unauthorized.
+            if permission and exc.code in ("Authorization_RequestDenied", "Unauthorized"):
                 raise MissingPermission(
                     f"Graph {operation} in tenant {self.tenant_id} was refused: the provider's app needs the "
                     f"application permission {permission} (request-id {exc.request_id}).",

@@ -48,15 +48,16 @@ def render(error: SandboxHTTPError, request_id_header: str) -> Response:
     return JSONResponse(error.body, status_code=error.status, headers=headers, media_type=error.media_type)
 
 
-def _token_tenant(authorization: str | None) -> str | None:
-    """The ``tid`` of a bearer JWT, unverified: only used to match faults and label the log."""
+def _token_ids(authorization: str | None) -> tuple[str | None, str | None]:
+    """``tid`` and ``appid`` of a bearer JWT, unverified: only used to match faults and label the log."""
     token = bearer_token(authorization)
     if not token or token.count(".") != 2:
-        return None
+        return None, None
     try:
-        return jwt.decode(token, options={"verify_signature": False}).get("tid")
+        claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
-        return None
+        return None, None
+    return claims.get("tid"), claims.get("appid")
 
 
 def _retry_after(fault_seconds: float | None) -> int | None:
@@ -82,7 +83,8 @@ def build_service_app(
         current_request_id.set(rid)
         current_client_request_id.set(client_rid)
         path = request.url.path
-        tenant_id = tenant_from_path(path) or _token_tenant(request.headers.get("authorization"))
+        token_tenant, token_app = _token_ids(request.headers.get("authorization"))
+        tenant_id = tenant_from_path(path) or token_tenant
         fault_label = None
         now = world.advance()
         response: Response | None = None
@@ -94,7 +96,7 @@ def build_service_app(
                 if fault.spec.kind == "slow":
                     await asyncio.sleep(fault.spec.delay.total_seconds() if fault.spec.delay else 1.0)
                 elif fault.spec.kind == "throttle":
-                    response = render(errors.throttled(retry if retry is not None else 1), errors.request_id_header)
+                    response = render(errors.throttled(retry), errors.request_id_header)
                 else:
                     response = render(errors.unavailable(retry), errors.request_id_header)
         if response is None:
@@ -113,7 +115,7 @@ def build_service_app(
                 request_id=rid,
                 client_request_id=client_rid,
                 tenant_id=getattr(request.state, "tenant_id", None) or tenant_id,
-                app_id=getattr(request.state, "app_id", None),
+                app_id=getattr(request.state, "app_id", None) or token_app,
                 operation=getattr(request.state, "operation", None),
                 fault=fault_label,
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),

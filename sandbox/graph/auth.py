@@ -9,7 +9,7 @@ from fastapi import Request
 from sandbox.core.catalog import GRAPH
 from sandbox.core.tokens import TokenError, bearer_token
 from sandbox.core.world import Tenant, World
-from sandbox.graph.errors import AuthorizationRequestDenied, InvalidAuthenticationToken
+from sandbox.graph.errors import AuthorizationRequestDenied, InvalidAuthenticationToken, InvitationUnauthorized
 from sandbox.graph.permissions import ACCEPTED
 
 _TOKEN_MESSAGES = {
@@ -31,7 +31,8 @@ def authorize(world: World, request: Request, operation: str) -> dict[str, Any]:
     request.state.tenant_id = claims.get("tid")
     request.state.app_id = claims.get("appid")
     if not set(claims.get("roles") or ()) & set(ACCEPTED[operation]):
-        raise AuthorizationRequestDenied()
+        # The invitation manager answers with its own code, not the directory's.
+        raise InvitationUnauthorized() if operation == "create_invitation" else AuthorizationRequestDenied()
     return claims
 
 

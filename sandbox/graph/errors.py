@@ -60,6 +60,20 @@ class AuthorizationRequestDenied(GraphError):
         super().__init__(message)
 
 
+class InvitationUnauthorized(GraphError):
+    """The invitation API's own 403 for a missing User.Invite.All (reference §1, observed in public issues)."""
+
+    status_code = 403
+    code = "Unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Insufficient privileges to perform requested operation by the application "
+            "'00000003-0000-0000-c000-000000000000'. ControllerName=MSGraphInviteAPI, ActionName=CreateInvite, "
+            "URL absolute path=/api/invites"
+        )
+
+
 class InvalidAuthenticationToken(GraphError):
     status_code = 401
     code = "InvalidAuthenticationToken"

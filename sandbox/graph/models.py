@@ -52,7 +52,7 @@ class User(DirectoryObject):
     accepted: bool = False
 
     def external_state(self, now: datetime) -> tuple[str | None, datetime | None]:
-        if self.user_type != "Guest":
+        if self.creation_type != "Invitation":  # B2B invitees (guests or members) have a state; others none
             return None, None
         if self.accepted:
             return "Accepted", self.created_at
@@ -228,6 +228,7 @@ class Directory:
         accepted: bool = False,
         redeem_after: timedelta | None = None,
         lag: bool = True,
+        user_type: str = "Guest",
     ) -> User:
         local = email.replace("@", "_")
         user = User(
@@ -236,7 +237,7 @@ class Directory:
             user_principal_name=f"{local}#EXT#@{self.initial_domain}",
             mail=email if address_in == "mail" else None,
             other_mails=[email] if address_in == "otherMails" else [],
-            user_type="Guest",
+            user_type=user_type,
             creation_type="Invitation",
             invited_at=now,
             redeem_at=now + redeem_after if redeem_after is not None else None,
@@ -286,7 +287,7 @@ class Directory:
         if user_type not in ("Guest", "Member"):
             raise BadRequest(f"Invalid value '{user_type}' for property 'invitedUserType'.")
         existing = self.users_matching_address(email)
-        user = existing[0] if existing else self.add_guest(email, display_name or email, now, redeem_after=redeem_after)
+        user = existing[0] if existing else self.add_guest(email, display_name or email, now, redeem_after=redeem_after, user_type=user_type)
         state, _ = user.external_state(now)
         redeem = (
             f"https://login.microsoftonline.com/redeem?rd=https%3a%2f%2finvitations.microsoft.com%2fredeem%2f%3ftenant%3d"

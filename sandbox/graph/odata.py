@@ -1,7 +1,7 @@
 """A small OData ``$filter`` parser for the forms Graph supports on the emulated collections.
 
-Supported: ``eq`` (default query), ``ne`` and ``endsWith`` (advanced queries only: they need
-``ConsistencyLevel: eventual`` and ``$count=true``, as on real Graph), ``startsWith``, lambda
+Supported: ``eq`` and ``in`` (default queries), ``ne``, ``not(...)`` and ``endsWith`` (advanced
+queries only: they need ``ConsistencyLevel: eventual`` and ``$count=true``, as on real Graph), ``startsWith``, lambda
 ``coll/any(x:x eq 'v')``, ``and``, ``or`` and parentheses. String literals use single quotes with
 ``''`` for a quote. String comparison is case-insensitive, as it is for directory properties.
 Each collection declares which properties may be filtered; anything else is an unsupported query.
@@ -110,6 +110,12 @@ class _Parser:
             self.take(")")
             return inner
         name = self.take()
+        if name == "not" and (nxt := self.peek()) and nxt[1] == "(":
+            self.require_advanced("not")
+            self.take("(")
+            negated = self.disjunction()
+            self.take(")")
+            return lambda obj: not negated(obj)
         if name in ("startsWith", "endsWith"):
             if name == "endsWith":
                 self.require_advanced(name)
@@ -138,6 +144,14 @@ class _Parser:
             return lambda obj: any(_fold(v) == value for v in obj.get(name) or [])
         prop = self.property_name(name)
         operator = self.take().lower()
+        if operator == "in":
+            self.take("(")
+            values = [_fold(self.literal())]
+            while (token := self.peek()) and token[1] == ",":
+                self.take(",")
+                values.append(_fold(self.literal()))
+            self.take(")")
+            return lambda obj: _fold(obj.get(prop)) in values
         if operator not in ("eq", "ne"):
             raise UnsupportedQuery(f"Unsupported filter operator '{operator}'.")
         value = _fold(self.literal())
