@@ -1,0 +1,74 @@
+"""The steps as Prefect tasks on a real (test) Prefect server: blocks by name, retries only when useful."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from prefect import flow
+from prefect.testing.utilities import prefect_test_harness
+
+from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from clients.errors import MissingPermission
+from tasks.prefect_tasks import check_admin_consent, ensure_console_access, ensure_cross_tenant_access
+from tasks.runtime import BlockNames, TenantRequest
+from tasks.step import Mode, Outcome
+from tests.conftest import FRESH, PARTIAL, WORKBENCH_ORG
+from tests.sandbox_harness import SandboxHandle, sandbox_settings
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def blocks(prefect_server: None, step_sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> BlockNames:
+    """Saved credential blocks and M365_ONBOARD_* settings pointing at the sandbox."""
+    for key, value in sandbox_settings(step_sandbox).model_dump(exclude_none=True).items():
+        if isinstance(value, str | int | float) or hasattr(value, "__fspath__"):
+            monkeypatch.setenv(f"M365_ONBOARD_{key.upper()}", str(value))
+    monkeypatch.setenv("M365_ONBOARD_TIMING__CONSISTENCY_DEADLINE_S", "20")
+    monkeypatch.setenv("M365_ONBOARD_TIMING__CONSISTENCY_INTERVAL_S", "0.2")
+    suffix = uuid.uuid4().hex[:8]
+    names = BlockNames(provider_app=f"app-{suffix}", workbench=f"workbench-{suffix}")
+    ProviderAppCredentials(client_id=step_sandbox.client_id, client_secret=step_sandbox.app_secret()).save(names.provider_app)
+    WorkbenchCredentials(api_key=step_sandbox.workbench_key(), organization_id=WORKBENCH_ORG).save(names.workbench)
+    return names
+
+
+def _request(tenant: str, name: str) -> TenantRequest:
+    return TenantRequest(tenant_id=tenant, organization_name=name, provider_org_id=WORKBENCH_ORG)
+
+
+def test_steps_run_as_tasks_with_credentials_from_blocks(step_sandbox: SandboxHandle, blocks: BlockNames) -> None:
+    @flow
+    def onboard_first_steps(request: TenantRequest) -> list[str]:
+        consent = check_admin_consent(request, blocks)
+        console = ensure_console_access(request, Mode.APPLY, blocks)
+        partner = ensure_cross_tenant_access(request, Mode.APPLY, blocks)
+        return [consent.outcome, console.outcome, partner.outcome]
+
+    assert onboard_first_steps(_request(FRESH, "Fresh Corp")) == [Outcome.CONVERGED] * 3
+    state = step_sandbox.tenant_state(FRESH)["directory"]
+    assert len(state["users"]) == 1 and len(state["partners"]) == 1
+
+
+def test_a_missing_permission_fails_at_once_without_retries(step_sandbox: SandboxHandle, blocks: BlockNames) -> None:
+    @flow
+    def console_only(request: TenantRequest) -> None:
+        ensure_console_access(request, Mode.APPLY, blocks)
+
+    with pytest.raises(MissingPermission, match="User.Invite.All"):
+        console_only(_request(PARTIAL, "Partial Grant BV"))
+    posts = step_sandbox.request_log(service="graph", method="POST", tenant=PARTIAL)
+    assert len(posts) == 1  # retried, it would have tried to invite again
+
+
+def test_a_bad_request_is_refused_before_any_run(blocks: BlockNames) -> None:
+    with pytest.raises(ValueError, match="expected a GUID"):
+        TenantRequest(tenant_id="contoso", organization_name="Contoso", provider_org_id=WORKBENCH_ORG)
+    with pytest.raises(ValueError, match="must not be empty"):
+        TenantRequest(tenant_id=FRESH, organization_name="  ", provider_org_id=WORKBENCH_ORG)
