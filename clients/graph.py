@@ -14,7 +14,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from clients.errors import ApiError, MissingPermission, PermissionDenied
-from clients.http import ApiClient, ErrorDetails
+from clients.http import ApiClient
 
 # Least-privileged application permission per operation (Graph v1.0 permission tables).
 LEAST_PRIVILEGED: dict[str, str] = {
@@ -111,17 +111,6 @@ class GraphClient(ApiClient):
     """Graph v1.0 for one customer tenant (the token decides the tenant)."""
 
     service = "graph"
-
-    def __init__(self, *args: Any, tenant_id: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.tenant_id = tenant_id
-
-    def parse_error(self, response: requests.Response) -> ErrorDetails:
-        try:
-            error = response.json()["error"]
-            return ErrorDetails(error.get("code"), error.get("message") or response.reason)
-        except (ValueError, KeyError, TypeError):
-            return super().parse_error(response)
 
     def _call(self, method: str, path: str, operation: str, **kwargs: Any) -> requests.Response:
         try:

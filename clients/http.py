@@ -49,6 +49,15 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "m365-onboarding/0.1 (+https://github.com/; python-requests)"
 
 
+def error_envelope(response: requests.Response) -> dict[str, Any] | None:
+    """The ``error`` object of a Microsoft error body, or None when the body has none."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error if isinstance(error, dict) else None
+
+
 def _is_timeout(exc: requests.RequestException) -> bool:
     """True for a timeout, also when urllib3's retries wrapped it into a ConnectionError."""
     if isinstance(exc, requests.Timeout):
@@ -72,14 +81,14 @@ class CappedRetry(Retry):
         return None if value is None else min(value, self.max_retry_after_s)
 
 
-def make_retry(retries: int, max_retry_after_s: float) -> Retry:
+def make_retry(retries: int, max_retry_after_s: float, methods: frozenset[str] = IDEMPOTENT_METHODS) -> Retry:
     retry = CappedRetry(
         total=retries,
         connect=retries,
         read=retries,
         status=retries,
         other=0,
-        allowed_methods=IDEMPOTENT_METHODS,
+        allowed_methods=methods,
         status_forcelist=RETRY_STATUSES,
         respect_retry_after_header=True,
         backoff_factor=0.5,
@@ -117,19 +126,31 @@ class ApiClient:
         timeout_s: float = 30.0,
         retries: int = 4,
         max_retry_after_s: float = 120.0,
+        tenant_id: str | None = None,
     ) -> None:
         if not base_url.startswith("https://"):
             raise ValueError(f"{self.service} base URL must be https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
+        self.tenant_id = tenant_id
         self._authorization = authorization
         self.timeout_s = timeout_s
-        self.session = VerifiedSession(ca_bundle)
-        self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        adapter = HTTPAdapter(max_retries=make_retry(retries, max_retry_after_s))
-        self.session.mount("https://", adapter)
+        self.session = self._session(ca_bundle, make_retry(retries, max_retry_after_s))
+        # For APIs whose reads are POSTs (Exchange's InvokeCommand): used only when a call says so.
+        self.idempotent_post_session = self._session(ca_bundle, make_retry(retries, max_retry_after_s, IDEMPOTENT_METHODS | {"POST"}))
+
+    @staticmethod
+    def _session(ca_bundle: str | Path | None, retry: Retry) -> VerifiedSession:
+        session = VerifiedSession(ca_bundle)
+        session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        session.mount("https://", HTTPAdapter(max_retries=retry))
+        return session
 
     # --- for subclasses -----------------------------------------------------------------------------
     def parse_error(self, response: requests.Response) -> ErrorDetails:
+        """Microsoft's ``{"error": {"code", "message"}}`` envelope, else the start of the body."""
+        error = error_envelope(response)
+        if error is not None:
+            return ErrorDetails(error.get("code"), error.get("message") or response.reason)
         return ErrorDetails(None, response.text[:500] or response.reason)
 
     def error_class(self, status: int, code: str | None) -> type[ApiError]:
@@ -149,13 +170,19 @@ class ApiClient:
         json: Any = None,
         headers: dict[str, str] | None = None,
         expected: tuple[int, ...] = (200, 201, 204),
+        idempotent_post: bool = False,
     ) -> requests.Response:
-        """Send one request and return the response, or raise the typed error for it."""
+        """Send one request and return the response, or raise the typed error for it.
+
+        ``idempotent_post`` marks a POST that may be repeated safely (a read, or a write of an
+        absolute value), so it gets the same retries as a GET.
+        """
         url = path_or_url if path_or_url.startswith("https://") else f"{self.base_url}{path_or_url}"
         client_request_id = str(uuid.uuid4())
         all_headers = {"Authorization": self._authorization(), "client-request-id": client_request_id, **(headers or {})}
         try:
-            response = self.session.request(method, url, params=params, json=json, headers=all_headers, timeout=self.timeout_s)
+            session = self.idempotent_post_session if idempotent_post else self.session
+            response = session.request(method, url, params=params, json=json, headers=all_headers, timeout=self.timeout_s)
         except requests.RequestException as exc:
             if _is_timeout(exc):
                 raise ApiTimeout(f"{self.service} {operation}: no answer within {self.timeout_s:g}s from {self.base_url}") from None

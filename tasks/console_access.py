@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from clients.errors import BadRequest, Conflict, NotFound
 from clients.graph import User
 from tasks.context import TenantContext
-from tasks.step import Action, Change, Outcome, Plan, call_until_replicated, wait_until_consistent
+from tasks.step import Action, Change, Outcome, Plan, retry_until_replicated, wait_for_state
 
 
 class DesiredConsoleAccess(BaseModel):
@@ -100,7 +100,6 @@ class ConsoleAccessStep:
         return Plan(step=self.name, tenant_id=ctx.tenant_id, action=action, changes=changes, notes=notes)
 
     def apply(self, ctx: TenantContext, desired: DesiredConsoleAccess, observed: ObservedConsoleAccess, plan: Plan) -> None:
-        timing = ctx.settings.timing
         guest_id = observed.guest_id
         if guest_id is None:
             provider = ctx.settings.provider
@@ -109,13 +108,12 @@ class ConsoleAccessStep:
             )
             guest_id = invitation.invited_user_id
             # The new guest can be invisible to reads for a while; wait until lookups agree on it.
-            wait_until_consistent(
+            wait_for_state(
+                ctx,
                 lambda: [u.id for u in self._find_guest(ctx, desired.email)],
                 lambda ids: guest_id in ids,
-                deadline_s=timing.consistency_deadline_s,
-                interval_s=timing.consistency_interval_s,
+                what=f"invited guest {desired.email}",
                 consecutive=1,
-                what=f"tenant {ctx.tenant_id}: invited guest {desired.email}",
             )
         if not observed.has_role:
             principal = guest_id
@@ -130,23 +128,14 @@ class ConsoleAccessStep:
                     if not (isinstance(exc, Conflict) or "conflicting object" in exc.api_message):
                         raise
 
-            call_until_replicated(
-                assign,
-                retry_on=(NotFound,),
-                deadline_s=timing.consistency_deadline_s,
-                interval_s=timing.consistency_interval_s,
-                what=f"tenant {ctx.tenant_id}: {desired.role_name} for the SOC guest",
-            )
+            retry_until_replicated(ctx, assign, retry_on=(NotFound,), what=f"{desired.role_name} for the SOC guest")
 
     def verify(self, ctx: TenantContext, desired: DesiredConsoleAccess) -> ObservedConsoleAccess:
-        timing = ctx.settings.timing
-        return wait_until_consistent(
+        return wait_for_state(
+            ctx,
             lambda: self.observe(ctx),
             lambda o: o.exists and o.has_role,
-            deadline_s=timing.consistency_deadline_s,
-            interval_s=timing.consistency_interval_s,
-            consecutive=timing.consistent_reads,
-            what=f"tenant {ctx.tenant_id}: console access",
+            what="console access",
             differing=lambda o: [f for f, ok in (("soc_guest", o.exists), ("guest_role", o.has_role)) if not ok],
         )
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clients.errors import Conflict, NotFound
 from tasks.context import TenantContext
-from tasks.step import Action, Outcome, Plan, call_until_replicated, diff, wait_until_consistent
+from tasks.step import Action, Outcome, Plan, diff, retry_until_replicated, wait_for_state
 
 TRUST_FIELDS = {
     "isMfaAccepted": "trust_mfa",
@@ -87,24 +87,16 @@ class CrossTenantAccessStep:
                 return
             except Conflict:
                 pass  # created meanwhile (or by a crashed run whose entry has not replicated): patch it
-        timing = ctx.settings.timing
-        call_until_replicated(
-            lambda: ctx.graph.update_partner(desired.partner_tenant_id, body),
-            retry_on=(NotFound,),
-            deadline_s=timing.consistency_deadline_s,
-            interval_s=timing.consistency_interval_s,
-            what=f"tenant {ctx.tenant_id}: patch partner {desired.partner_tenant_id}",
+        retry_until_replicated(
+            ctx, lambda: ctx.graph.update_partner(desired.partner_tenant_id, body), retry_on=(NotFound,), what="patch the partner entry"
         )
 
     def verify(self, ctx: TenantContext, desired: DesiredPartner) -> ObservedPartner:
-        timing = ctx.settings.timing
-        return wait_until_consistent(
+        return wait_for_state(
+            ctx,
             lambda: self.observe(ctx),
             lambda o: o.exists and not diff(desired.settings, o.settings),
-            deadline_s=timing.consistency_deadline_s,
-            interval_s=timing.consistency_interval_s,
-            consecutive=timing.consistent_reads,
-            what=f"tenant {ctx.tenant_id}: cross-tenant partner {desired.partner_tenant_id}",
+            what=f"cross-tenant partner {desired.partner_tenant_id}",
             differing=lambda o: [c.field for c in diff(desired.settings, o.settings)] if o.exists else ["partner"],
         )
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +51,9 @@ class Change(BaseModel):
     field: str
     current: Any
     desired: Any
+    by: Literal["customer", "provider"] = Field(
+        default="customer", description="Whose side the change is on: guide mode still applies the provider's own."
+    )
 
     def __str__(self) -> str:
         return f"{self.field}: {self.current!r} -> {self.desired!r}"
@@ -178,16 +181,20 @@ def run_step(step: Step[Any, Any, Any], ctx: Any, mode: Mode) -> StepResult:
     if mode == Mode.PLAN:
         return result(Outcome.PLANNED, str(plan), observed)
     if mode == Mode.GUIDE or plan.action == Action.MANUAL:
-        text = step.instructions(ctx, desired, plan)
-        return result(Outcome.ACTION_REQUIRED, str(plan), observed, instructions=text, waiting_for="the customer's admin")
-    step.apply(ctx, desired, observed, plan)
+        customer = plan.model_copy(update={"changes": [c for c in plan.changes if c.by == "customer"]})
+        provider = plan.model_copy(update={"changes": [c for c in plan.changes if c.by == "provider"]})
+        if provider.changes and plan.action != Action.MANUAL:
+            step.apply(ctx, desired, observed, provider)  # the provider's own part needs no customer
+        if customer.changes or plan.action == Action.MANUAL:
+            text = step.instructions(ctx, desired, customer)
+            return result(Outcome.ACTION_REQUIRED, str(customer), observed, instructions=text, waiting_for="the customer's admin")
+    else:
+        step.apply(ctx, desired, observed, plan)
     verified = step.verify(ctx, desired)
     outcome, waiting_for = step.settled(verified)
     logger.info("tenant=%s step=%s verified outcome=%s", tenant_id, step.name, outcome.value)
     return result(outcome, f"{step.name}: applied and verified ({plan})", verified, waiting_for=waiting_for)
 
-
-E = TypeVar("E", bound=BaseException)
 
 
 def call_until_replicated(
@@ -216,3 +223,37 @@ def call_until_replicated(
             logger.info("%s: referenced object not replicated yet, retrying in %.1fs", what, pause)
             sleep(pause)
             pause = min(pause * 2, 30.0)
+
+
+def wait_for_state(
+    ctx: Any,
+    read: Callable[[], T],
+    is_desired: Callable[[T], bool],
+    *,
+    what: str,
+    differing: Callable[[T], list[str]] = lambda _: [],
+    consecutive: int | None = None,
+) -> T:
+    """:func:`wait_until_consistent` with the deadline, pace and streak from the context's settings."""
+    timing = ctx.settings.timing
+    return wait_until_consistent(
+        read,
+        is_desired,
+        deadline_s=timing.consistency_deadline_s,
+        interval_s=timing.consistency_interval_s,
+        consecutive=consecutive or timing.consistent_reads,
+        what=f"tenant {ctx.tenant_id}: {what}",
+        differing=differing,
+    )
+
+
+def retry_until_replicated(ctx: Any, call: Callable[[], T], *, retry_on: tuple[type[BaseException], ...], what: str) -> T:
+    """:func:`call_until_replicated` with the deadline and pace from the context's settings."""
+    timing = ctx.settings.timing
+    return call_until_replicated(
+        call,
+        retry_on=retry_on,
+        deadline_s=timing.consistency_deadline_s,
+        interval_s=timing.consistency_interval_s,
+        what=f"tenant {ctx.tenant_id}: {what}",
+    )
