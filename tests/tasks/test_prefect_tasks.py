@@ -72,3 +72,30 @@ def test_a_bad_request_is_refused_before_any_run(blocks: BlockNames) -> None:
         TenantRequest(tenant_id="contoso", organization_name="Contoso", provider_org_id=WORKBENCH_ORG)
     with pytest.raises(ValueError, match="must not be empty"):
         TenantRequest(tenant_id=FRESH, organization_name="  ", provider_org_id=WORKBENCH_ORG)
+
+
+def test_block_types_register_with_the_prefect_cli(prefect_server: None) -> None:
+    import subprocess
+    import sys
+
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**__import__("os").environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    result = subprocess.run(
+        [sys.executable, "-m", "prefect", "block", "register", "-m", "blocks.credentials"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = subprocess.run([sys.executable, "-m", "prefect", "block", "type", "ls"], capture_output=True, text=True, timeout=120, env=env)
+    assert "m365-provider-app-credentials" in listed.stdout and "expel-workbench-credentials" in listed.stdout
+
+
+def test_credentials_block_refuses_ambiguous_or_missing_credentials() -> None:
+    with pytest.raises(ValueError, match="exactly one credential"):
+        ProviderAppCredentials(client_id=str(uuid.uuid4()))
+    with pytest.raises(ValueError, match="needs both certificate_pem and certificate_private_key"):
+        ProviderAppCredentials(client_id=str(uuid.uuid4()), certificate_pem="-----BEGIN CERTIFICATE-----")
+    with pytest.raises(ValueError, match="client_id must be a GUID"):
+        ProviderAppCredentials(client_id="expel", client_secret="x")
+    block = ProviderAppCredentials(client_id=str(uuid.uuid4()), client_secret="s3cr3t-value")
+    assert "s3cr3t-value" not in repr(block) and "s3cr3t-value" not in block.model_dump_json()
