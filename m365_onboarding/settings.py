@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GLOBAL_READER_TEMPLATE_ID = "f2ef992c-3afb-46b9-b7cf-a126ee74c451"
@@ -98,10 +98,23 @@ class ProviderSettings(BaseModel):
     app_display_name: str = Field(default="Expel Microsoft 365 Integration", description="The multi-tenant app as customers see it.")
     consent_redirect_uri: str | None = Field(default=None, description="Redirect URI registered on the app, if consent should return there.")
     workbench_plugin_name: str = Field(default="Microsoft 365", description="Display name of the Workbench plugin to register.")
+    workbench_device_name: str = Field(
+        default="Microsoft 365 - {organization_name}",
+        description="Name of the Workbench security device; may use {organization_name} and {tenant_id}.",
+    )
     management_content_types: tuple[str, ...] = Field(
         default=("Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.SharePoint", "Audit.General", "DLP.All"),
         description="Management Activity API content types to subscribe to.",
     )
+
+    @field_validator("workbench_device_name")
+    @classmethod
+    def _device_name_pattern(cls, value: str) -> str:
+        try:
+            value.format(organization_name="Contoso", tenant_id="00000000-0000-0000-0000-000000000000")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"workbench_device_name may use only {{organization_name}} and {{tenant_id}}, got {value!r}") from exc
+        return value
 
 
 class TimingSettings(BaseModel):

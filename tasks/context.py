@@ -8,6 +8,7 @@ from typing import Any
 
 from clients.auth import TokenProvider
 from clients.graph import GraphClient
+from clients.workbench import WorkbenchClient, WorkbenchNotConfigured
 from m365_onboarding.settings import OnboardingSettings
 
 
@@ -36,6 +37,10 @@ class TenantContext:
             "max_retry_after_s": timing.max_retry_after_s,
         }
 
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments every API client of this tenant takes (TLS, timeouts, retries, tenant)."""
+        return {**self._client_options(), "tenant_id": self.tenant_id}
+
     @cached_property
     def graph(self) -> GraphClient:
         endpoints = self.endpoints
@@ -45,6 +50,13 @@ class TenantContext:
             tenant_id=self.tenant_id,
             **self._client_options(),
         )
+
+    @cached_property
+    def workbench(self) -> WorkbenchClient:
+        """The Workbench client for the provider's API key (the same key for every tenant)."""
+        if self.workbench_authorization is None:
+            raise WorkbenchNotConfigured(f"tenant {self.tenant_id}: no Workbench API key was given, so Workbench cannot be read or changed.")
+        return WorkbenchClient(self.endpoints.workbench, authorization=self.workbench_authorization, **self._client_options())
 
     @property
     def soc_guest_email(self) -> str:

@@ -61,11 +61,15 @@ def step_sandbox(shared_step_sandbox: SandboxHandle) -> SandboxHandle:
 
 @pytest.fixture
 def make_context(step_sandbox: SandboxHandle) -> Callable[..., TenantContext]:
-    """Build a TenantContext for a scenario tenant, with the app's client secret."""
+    """Build a TenantContext for a scenario tenant, with the app's client secret and a Workbench key (by name)."""
     settings = sandbox_settings(step_sandbox)
 
-    def build(tenant_id: str, organization_name: str = "", provider_org_id: str = WORKBENCH_ORG) -> TenantContext:
+    def build(
+        tenant_id: str, organization_name: str = "", provider_org_id: str = WORKBENCH_ORG, workbench_key: str | None = "onboarding"
+    ) -> TenantContext:
         tokens = TokenProvider(settings.endpoints().login, step_sandbox.client_id, step_sandbox.app_secret, ca_bundle=settings.ca_bundle)
-        return TenantContext(tenant_id=tenant_id, organization_name=organization_name, provider_org_id=provider_org_id, settings=settings, tokens=tokens)
+        key = step_sandbox.workbench_key(workbench_key) if workbench_key else None
+        return TenantContext(tenant_id=tenant_id, organization_name=organization_name, provider_org_id=provider_org_id, settings=settings, tokens=tokens,
+                             workbench_authorization=(lambda: f"Bearer {key}") if key else None)
 
     return build
