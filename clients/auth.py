@@ -99,6 +99,11 @@ class TokenProvider:
         claims = jwt.decode(self.token(tenant_id, audience), options={"verify_signature": False})
         return sorted(claims.get("roles") or [])
 
+    def directory_role_ids(self, tenant_id: str, audience: str) -> list[str]:
+        """Template ids of the Entra roles the app holds in the tenant (the token's ``wids`` claim)."""
+        claims = jwt.decode(self.token(tenant_id, audience), options={"verify_signature": False})
+        return sorted(claims.get("wids") or [])
+
     def forget_tokens(self, tenant_id: str) -> None:
         """Drop the cached access tokens of one tenant (the next call asks the token endpoint)."""
         app = self._apps.get(tenant_id)

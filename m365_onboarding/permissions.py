@@ -60,8 +60,22 @@ STEP_PERMISSIONS: dict[str, StepPermissions] = {
 }
 
 
+# Entra directory roles of the app, by template id (tokens list them in ``wids``). Preflight
+# counts a role as the pseudo-permission "role:<name>".
+DIRECTORY_ROLE_IDS: dict[str, str] = {
+    "62e90394-69f5-4237-9190-012177145e10": "Global Administrator",
+    "29232cdf-9323-42fd-ade2-1d097af3e4de": "Exchange Administrator",
+    "17315797-102d-40b4-93e0-432062caca18": "Compliance Administrator",
+    "f2ef992c-3afb-46b9-b7cf-a126ee74c451": "Global Reader",
+    "5d6b6bb7-de71-4623-b4af-96380a352509": "Security Reader",
+}
+
 # A held permission that also grants what another one would, for the operations we call.
 IMPLIES: dict[str, frozenset[str]] = {
+    "role:Global Administrator": frozenset({"role:Exchange Administrator", "role:Global Reader"}),
+    "role:Exchange Administrator": frozenset({"role:Global Reader"}),
+    "role:Compliance Administrator": frozenset({"role:Exchange Administrator", "role:Global Reader"}),
+    "role:Security Reader": frozenset({"role:Global Reader"}),
     "RoleManagement.ReadWrite.Directory": frozenset({"RoleManagement.Read.Directory"}),
     "Policy.ReadWrite.CrossTenantAccess": frozenset({"Policy.Read.All"}),  # enough to read partners
     "User.ReadWrite.All": frozenset({"User.Read.All"}),

@@ -18,8 +18,10 @@ from tasks.admin_consent import AdminConsentStep
 from tasks.console_access import ConsoleAccessStep
 from tasks.cross_tenant_access import CrossTenantAccessStep
 from tasks.runtime import BlockNames, TenantRequest, build_context
+from tasks.security_device import SecurityDeviceStep
 from tasks.step import Mode, StepResult, run_step
 from tasks.tenant import TenantCheck, check_tenant
+from tasks.unified_audit_log import UnifiedAuditLogStep
 
 TRANSIENT = (Throttled, ServerError, ApiConnectionError, StepNotConverged)
 
@@ -67,3 +69,15 @@ def ensure_console_access(request: TenantRequest, mode: Mode, blocks: BlockNames
 def ensure_cross_tenant_access(request: TenantRequest, mode: Mode, blocks: BlockNames) -> StepResult:
     """Guide step 1b: the provider's tenant as trusted partner."""
     return _run(CrossTenantAccessStep(), request, mode, blocks)
+
+
+@task(name="unified_audit_log", task_run_name="unified-audit-log-{request.tenant_id}", **_RETRY_OPTIONS)
+def ensure_unified_audit_log(request: TenantRequest, mode: Mode, blocks: BlockNames) -> StepResult:
+    """Guide step 2: auditing on, in effect, and the provider's subscriptions started."""
+    return _run(UnifiedAuditLogStep(), request, mode, blocks)
+
+
+@task(name="security_device", task_run_name="security-device-{request.tenant_id}", **_RETRY_OPTIONS)
+def ensure_security_device(request: TenantRequest, blocks: BlockNames) -> StepResult:
+    """Guide step 4: the tenant registered in Workbench; its health and data as observed."""
+    return _run(SecurityDeviceStep(), request, Mode.APPLY, blocks)

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from clients.errors import AppNotConsented, OnboardingError
-from m365_onboarding.permissions import PERMISSION_RESOURCE, STEP_PERMISSIONS, Resource, effective
+from m365_onboarding.permissions import DIRECTORY_ROLE_IDS, PERMISSION_RESOURCE, STEP_PERMISSIONS, Resource, effective
 from tasks.context import TenantContext
 from tasks.step import Mode
 
@@ -46,6 +46,9 @@ def granted_permissions(ctx: TenantContext) -> set[str]:
     held: set[str] = set()
     for resource in sorted(set(PERMISSION_RESOURCE.values())):
         held |= set(ctx.tokens.roles(ctx.tenant_id, audiences[resource], fresh=True))
+    # Exchange Online authorises cmdlets by the app's Entra role, which its tokens carry as wids.
+    wids = ctx.tokens.directory_role_ids(ctx.tenant_id, audiences[Resource.EXCHANGE])
+    held |= {f"role:{DIRECTORY_ROLE_IDS[w]}" for w in wids if w in DIRECTORY_ROLE_IDS}
     return held
 
 
@@ -56,8 +59,8 @@ def choose_modes(granted: set[str], forced: dict[str, Mode] | None = None) -> di
     choices: dict[str, StepMode] = {}
     for step in CUSTOMER_STEPS:
         needs = STEP_PERMISSIONS[step]
-        missing_apply = [p for p in needs.apply if p not in granted]
-        missing_read = [p for p in needs.read if p not in granted]
+        missing_apply = [p for p in (*needs.apply, *(f"role:{r}" for r in needs.apply_roles)) if p not in granted]
+        missing_read = [p for p in (*needs.read, *(f"role:{r}" for r in needs.read_roles)) if p not in granted]
         wanted = forced.get(step)
         if wanted == Mode.APPLY and missing_apply:
             raise ModeNotPossible(f"{step} cannot run in apply mode: the app lacks {', '.join(missing_apply)}.")

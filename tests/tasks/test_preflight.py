@@ -9,7 +9,7 @@ import pytest
 from tasks.context import TenantContext
 from tasks.preflight import ModeNotPossible, choose_modes, preflight
 from tasks.step import Mode
-from tests.conftest import FRESH, NEVER_CONSENTS, PARTIAL
+from tests.conftest import FRESH, NEVER_CONSENTS, OTHER_ORG, PARTIAL
 
 
 def test_a_fully_consented_tenant_runs_every_step_in_apply_mode(make_context: Callable[..., TenantContext]) -> None:
@@ -35,6 +35,13 @@ def test_an_unconsented_tenant_is_blocked_everywhere(make_context: Callable[...,
     assert {c.mode for c in preflight(make_context(NEVER_CONSENTS)).values()} == {"blocked"}
 
 
+def test_an_app_with_only_a_read_role_in_exchange_is_guided_for_the_audit_log(make_context: Callable[..., TenantContext]) -> None:
+    modes = preflight(make_context(OTHER_ORG))
+    assert modes["unified_audit_log"].mode == Mode.GUIDE
+    assert modes["unified_audit_log"].missing_for_apply == ["role:Exchange Administrator"]
+    assert modes["console_access"].mode == Mode.APPLY
+
+
 def test_read_write_permissions_count_as_their_read_counterparts() -> None:
     granted = {"User.Read.All", "RoleManagement.ReadWrite.Directory", "Policy.ReadWrite.CrossTenantAccess"}
     modes = choose_modes(granted)
@@ -43,7 +50,7 @@ def test_read_write_permissions_count_as_their_read_counterparts() -> None:
 
 
 def test_the_team_can_force_guide_or_plan_but_not_an_impossible_apply() -> None:
-    everything = {"User.Read.All", "User.Invite.All", "RoleManagement.ReadWrite.Directory", "Policy.ReadWrite.CrossTenantAccess"}
+    everything = {"User.Read.All", "User.Invite.All", "RoleManagement.ReadWrite.Directory", "Policy.ReadWrite.CrossTenantAccess", "role:Global Administrator"}
     forced = choose_modes(everything, {"console_access": Mode.GUIDE, "cross_tenant_access": Mode.PLAN})
     assert forced["console_access"].mode == Mode.GUIDE and forced["cross_tenant_access"].mode == Mode.PLAN
     with pytest.raises(ModeNotPossible, match="unified_audit_log cannot run in apply mode: the app lacks Exchange.ManageAsApp"):

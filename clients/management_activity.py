@@ -1,0 +1,99 @@
+"""Office 365 Management Activity API: subscriptions and content listings for one tenant.
+
+Branches on ``error.code`` (AF…), never on the status alone: AF429 comes as 403 in Microsoft's own
+example, and AF20024 ("already enabled") is a 400 that means success. Every call carries
+``PublisherIdentifier`` (the provider's tenant id) so the provider gets its own quota.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clients.errors import ApiError, AuditLogOff, MissingPermission, Throttled
+from clients.http import ApiClient
+
+ALREADY_ENABLED = "AF20024"
+NO_SUBSCRIPTION = "AF20022"
+
+
+class Subscription(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    content_type: str = Field(alias="contentType")
+    status: str
+
+
+class ContentBlob(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    content_type: str = Field(alias="contentType")
+    content_id: str = Field(alias="contentId")
+    content_uri: str = Field(alias="contentUri")
+    content_created: datetime = Field(alias="contentCreated")
+
+
+class ManagementActivityClient(ApiClient):
+    service = "management_activity"
+
+    def __init__(self, *args: Any, publisher_id: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.publisher_id = publisher_id
+
+    def error_class(self, status: int, code: str | None) -> type[ApiError]:
+        if code == "AF429":
+            return Throttled
+        return super().error_class(status, code)
+
+    def request(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        """As :meth:`ApiClient.request`, naming ActivityFeed.Read when a token lacks it (AF10001)."""
+        try:
+            return super().request(*args, **kwargs)
+        except ApiError as exc:
+            if exc.code == "AF10001":
+                raise MissingPermission(
+                    f"Management Activity API in tenant {self.tenant_id} refused the token: the provider's app needs "
+                    f"ActivityFeed.Read (Office 365 Management APIs) (request-id {exc.request_id}).",
+                    "ActivityFeed.Read",
+                    next_action="Have the customer's admin grant ActivityFeed.Read (re-open the admin-consent link).",
+                ) from None
+            raise
+
+    def _path(self, operation: str) -> str:
+        return f"/api/v1.0/{self.tenant_id}/activity/feed/subscriptions/{operation}"
+
+    def _params(self, **extra: str) -> dict[str, str]:
+        return {"PublisherIdentifier": self.publisher_id, **extra}
+
+    def start_subscription(self, content_type: str) -> Subscription:
+        """Start (or confirm) a subscription. Raises AuditLogOff while auditing is not in effect."""
+        try:
+            data = self.request("POST", self._path("start"), operation="subscriptions/start", params=self._params(contentType=content_type)).json()
+        except ApiError as exc:
+            if exc.code == ALREADY_ENABLED:
+                return Subscription(contentType=content_type, status="enabled")
+            if "DataServiceException" in exc.api_message or "does not exist" in exc.api_message:
+                raise AuditLogOff(
+                    f"Tenant {self.tenant_id}: the Management Activity API refuses subscriptions because auditing is not in effect yet."
+                ) from None
+            raise
+        return Subscription.model_validate(data)
+
+    def list_subscriptions(self) -> list[Subscription]:
+        data = self.request("GET", self._path("list"), operation="subscriptions/list", params=self._params()).json()
+        return [Subscription.model_validate(s) for s in data]
+
+    def list_content(self, content_type: str, start: datetime | None = None, end: datetime | None = None) -> list[ContentBlob]:
+        """Content blobs of one type in a window (default: the last 24 h), following ``NextPageUri``."""
+        params = self._params(contentType=content_type)
+        if start and end:
+            params |= {"startTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "endTime": end.strftime("%Y-%m-%dT%H:%M:%S")}
+        blobs: list[ContentBlob] = []
+        url: str | None = self._path("content")
+        while url:
+            response = self.request("GET", url, operation="subscriptions/content", params=params if url.startswith("/") else None)
+            blobs.extend(ContentBlob.model_validate(b) for b in response.json())
+            url = response.headers.get("NextPageUri")
+        return blobs

@@ -1,0 +1,151 @@
+"""Guide step 2: the Microsoft 365 unified audit log.
+
+The guide: check ``UnifiedAuditLogIngestionEnabled``; where it is off, turn it on
+(``Set-AdminAuditLogConfig -UnifiedAuditLogIngestionEnabled $true``); the change can take up to 60
+minutes to take effect. A dehydrated organization first needs ``Enable-OrganizationCustomization``.
+The step then starts the Management Activity subscriptions the provider reads, which also proves
+that auditing is in effect: until it is, the API refuses them.
+
+Permissions (application):
+    read (plan, guide): Exchange.ManageAsApp (Exchange Online) with the app in the Global Reader
+        role; ActivityFeed.Read (Office 365 Management APIs)
+    apply: the same, with the app in the Exchange Administrator role (the Audit Logs role)
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clients.errors import ApiError, AuditLogOff
+from clients.exchange import ExchangeAdminClient
+from clients.management_activity import NO_SUBSCRIPTION, ManagementActivityClient
+from tasks.context import TenantContext
+from tasks.step import Action, Change, Outcome, Plan, wait_for_state
+
+
+class DesiredAudit(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ingestion_enabled: bool = Field(default=True, description="UnifiedAuditLogIngestionEnabled.")
+    content_types: tuple[str, ...] = Field(description="Management Activity subscriptions that must be enabled.")
+
+
+class ObservedAudit(BaseModel):
+    ingestion_enabled: bool
+    dehydrated: bool | None = Field(default=None, description="Read only when ingestion is off.")
+    subscriptions: list[str] = Field(default_factory=list, description="Enabled content types.")
+    in_effect: bool = Field(default=False, description="The Management Activity API accepts the tenant (auditing is active).")
+    content_listed: bool = Field(default=False, description="Content can be listed for the enabled subscriptions.")
+
+
+class AuditClients:
+    """The two clients the step uses, built from the context once."""
+
+    def __init__(self, ctx: TenantContext) -> None:
+        self.ctx = ctx
+
+    @cached_property
+    def exchange(self) -> ExchangeAdminClient:
+        endpoints = self.ctx.endpoints
+        return ExchangeAdminClient(endpoints.exchange, authorization=self.ctx.tokens.bearer(self.ctx.tenant_id, endpoints.exchange_audience),
+                                   **self.ctx.client_options())
+
+    @cached_property
+    def management(self) -> ManagementActivityClient:
+        endpoints = self.ctx.endpoints
+        return ManagementActivityClient(endpoints.management_activity,
+                                        authorization=self.ctx.tokens.bearer(self.ctx.tenant_id, endpoints.management_audience),
+                                        publisher_id=self.ctx.settings.provider.tenant_id, **self.ctx.client_options())
+
+
+def _clients(ctx: TenantContext) -> AuditClients:
+    return ctx.extra.setdefault("audit_clients", AuditClients(ctx))
+
+
+class UnifiedAuditLogStep:
+    name = "unified_audit_log"
+
+    def desired(self, ctx: TenantContext) -> DesiredAudit:
+        return DesiredAudit(content_types=tuple(ctx.settings.provider.management_content_types))
+
+    def observe(self, ctx: TenantContext) -> ObservedAudit:
+        clients = _clients(ctx)
+        enabled = clients.exchange.get_admin_audit_log_config().unified_audit_log_ingestion_enabled
+        dehydrated = None if enabled else clients.exchange.get_organization_config().is_dehydrated
+        subscriptions = [s.content_type for s in clients.management.list_subscriptions() if s.status == "enabled"]
+        content_listed = False
+        if subscriptions:
+            try:
+                clients.management.list_content(subscriptions[0])
+                content_listed = True
+            except ApiError as exc:
+                if exc.code != NO_SUBSCRIPTION and "DataServiceException" not in exc.api_message:
+                    raise
+        return ObservedAudit(
+            ingestion_enabled=enabled,
+            dehydrated=dehydrated,
+            subscriptions=sorted(subscriptions),
+            in_effect=bool(subscriptions) and content_listed,
+            content_listed=content_listed,
+        )
+
+    def plan(self, ctx: TenantContext, desired: DesiredAudit, observed: ObservedAudit) -> Plan:
+        changes: list[Change] = []
+        if observed.dehydrated:
+            changes.append(Change(field="organization_customization", current="dehydrated", desired="enabled"))
+        if observed.ingestion_enabled != desired.ingestion_enabled:
+            changes.append(Change(field="UnifiedAuditLogIngestionEnabled", current=observed.ingestion_enabled, desired=True))
+        missing = [t for t in desired.content_types if t not in observed.subscriptions]
+        if missing:
+            changes.append(Change(field="subscriptions", current=observed.subscriptions, desired=list(desired.content_types), by="provider"))
+        return Plan(step=self.name, tenant_id=ctx.tenant_id, action=Action.UPDATE if changes else Action.NONE, changes=changes)
+
+    def apply(self, ctx: TenantContext, desired: DesiredAudit, observed: ObservedAudit, plan: Plan) -> None:
+        fields = {c.field for c in plan.changes}
+        exchange = _clients(ctx).exchange
+        if "organization_customization" in fields:
+            exchange.enable_organization_customization()
+        if "UnifiedAuditLogIngestionEnabled" in fields:
+            exchange.set_unified_audit_log_ingestion(True)
+        if "subscriptions" in fields or "UnifiedAuditLogIngestionEnabled" in fields:
+            self._start_subscriptions(ctx, desired, observed)
+
+    def _start_subscriptions(self, ctx: TenantContext, desired: DesiredAudit, observed: ObservedAudit) -> None:
+        management = _clients(ctx).management
+        for content_type in desired.content_types:
+            if content_type in observed.subscriptions:
+                continue
+            try:
+                management.start_subscription(content_type)
+            except AuditLogOff:
+                return  # not in effect yet: the next run starts them; settled() reports the wait
+
+    def verify(self, ctx: TenantContext, desired: DesiredAudit) -> ObservedAudit:
+        return wait_for_state(
+            ctx,
+            lambda: self.observe(ctx),
+            lambda o: o.ingestion_enabled,
+            what="UnifiedAuditLogIngestionEnabled",
+            consecutive=1,
+            differing=lambda o: [] if o.ingestion_enabled else ["UnifiedAuditLogIngestionEnabled"],
+        )
+
+    def settled(self, observed: ObservedAudit) -> tuple[Outcome, str | None]:
+        if not observed.ingestion_enabled:
+            return Outcome.ACTION_REQUIRED, "the unified audit log to be turned on"
+        if not observed.in_effect:
+            return Outcome.WAITING, "auditing to take effect (up to 60 minutes after it is turned on)"
+        return Outcome.CONVERGED, None
+
+    def instructions(self, ctx: TenantContext, desired: DesiredAudit, plan: Plan) -> str:
+        fields = {c.field for c in plan.changes}
+        steps = ["Connect to Exchange Online PowerShell as an admin with the Audit Logs role (Organization Management includes it)."]
+        if "organization_customization" in fields:
+            steps.append("Run: Enable-OrganizationCustomization")
+        if "UnifiedAuditLogIngestionEnabled" in fields:
+            steps.append("Run: Set-AdminAuditLogConfig -UnifiedAuditLogIngestionEnabled $true")
+            steps.append("Or, in the Microsoft Purview portal, open Audit and choose 'Start recording user and admin activity'.")
+            steps.append("The change can take up to 60 minutes to take effect; nothing else needs to wait for it.")
+        return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
