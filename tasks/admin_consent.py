@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clients.errors import AppNotConsented
+from clients.errors import AppNotConsented, ConsentIncomplete
 from m365_onboarding.permissions import PERMISSION_RESOURCE, Resource, all_permissions, effective
 from tasks.context import TenantContext
-from tasks.step import Action, Change, Outcome, Plan
+from tasks.step import Action, Change, Outcome, Plan, StepResult
 
 
 class DesiredConsent(BaseModel):
@@ -97,3 +97,21 @@ class AdminConsentStep:
         if missing:
             lines.insert(0, f"Consent was given, but these permissions are not granted yet: {', '.join(missing)}.")
         return "\n".join(lines)
+
+
+def require_consent(result: StepResult) -> None:
+    """Turn an admin-consent result that is not converged into the error a person acts on.
+
+    Raises:
+        AppNotConsented: no consent at all yet.
+        ConsentIncomplete: consent given, with the missing permissions named.
+    """
+    if result.outcome == Outcome.CONVERGED:
+        return
+    observed = ObservedConsent.model_validate(result.observed)
+    if not observed.consented:
+        raise AppNotConsented(f"Tenant {result.tenant_id} has not consented to the provider's app yet.\n{result.instructions or ''}".rstrip())
+    raise ConsentIncomplete(
+        f"Tenant {result.tenant_id} consented, but {len(observed.missing)} required permission(s) are not granted: {', '.join(observed.missing)}.",
+        observed.missing,
+    )

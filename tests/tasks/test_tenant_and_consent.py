@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from clients.errors import TenantNameMismatch, TenantNotFound
-from tasks.admin_consent import AdminConsentStep
+from clients.errors import AppNotConsented, ConsentIncomplete, TenantNameMismatch, TenantNotFound
+from tasks.admin_consent import AdminConsentStep, require_consent
 from tasks.context import TenantContext
 from tasks.step import Action, Mode, Outcome, run_step
 from tasks.tenant import check_tenant
@@ -68,3 +68,14 @@ def test_consent_detected_once_given_even_with_a_cached_token(step_sandbox: Sand
     step_sandbox.advance("2h")
     step_sandbox.advance("31s")
     assert run_step(AdminConsentStep(), ctx, Mode.APPLY).outcome == Outcome.CONVERGED
+
+
+def test_require_consent_names_what_a_person_must_do(make_context: Callable[..., TenantContext]) -> None:
+    with pytest.raises(ConsentIncomplete) as incomplete:
+        require_consent(run_step(AdminConsentStep(), make_context(PARTIAL), Mode.APPLY))
+    assert incomplete.value.missing == ["User.Invite.All", "ActivityFeed.Read"]
+    assert "User.Invite.All, ActivityFeed.Read" in str(incomplete.value) and "re-open the admin-consent link" in str(incomplete.value)
+    with pytest.raises(AppNotConsented, match="has not consented") as missing:
+        require_consent(run_step(AdminConsentStep(), make_context(NEVER_CONSENTS), Mode.APPLY))
+    assert "/adminconsent?client_id=" in str(missing.value)
+    require_consent(run_step(AdminConsentStep(), make_context(FRESH), Mode.APPLY))  # complete: no error
