@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -24,3 +26,18 @@ class SandboxHTTPError(Exception):
         self.body = body
         self.headers = headers or {}
         self.media_type = media_type
+
+
+@dataclass(frozen=True)
+class ErrorSet:
+    """A :class:`ServiceErrors` made of four builders, for services whose builders are plain classes."""
+
+    request_id_header: str
+    throttled: Callable[[int | None], SandboxHTTPError]
+    unavailable: Callable[[int | None], SandboxHTTPError]
+    not_emulated_builder: Callable[[str], SandboxHTTPError]
+    bad_request: Callable[[str], SandboxHTTPError]
+    not_emulated_hint: str = ""
+
+    def not_emulated(self, method: str, path: str) -> SandboxHTTPError:
+        return self.not_emulated_builder(f"{method} {path} is not emulated by the sandbox.{self.not_emulated_hint}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.core.errors import SandboxHTTPError
+from sandbox.core.errors import ErrorSet, SandboxHTTPError
 
 ODATA_EXCEPTION = "Microsoft.Exchange.Admin.OData.Core.ODataServiceException"
 DIRECT_INVOKE_EXCEPTION = "Microsoft.Exchange.Management.PSDirectInvoke.DirectInvokeCmdletExecutionException"
@@ -221,22 +221,12 @@ class NotEmulated(ExchangeError):
     code = "NotEmulated"
 
 
-class _Errors:
-    """What the service middleware renders for faults and unknown paths."""
+ERRORS = ErrorSet(
+    request_id_header="request-id",
+    throttled=TooManyRequests,
+    unavailable=ServiceUnavailable,
+    not_emulated_builder=NotEmulated,
+    bad_request=BadRequest,
+    not_emulated_hint=" Use POST /adminapi/beta/{tenant}/InvokeCommand.",
+)
 
-    request_id_header = "request-id"
-
-    def throttled(self, retry_after_s: int | None) -> SandboxHTTPError:
-        return TooManyRequests(retry_after_s)
-
-    def unavailable(self, retry_after_s: int | None) -> SandboxHTTPError:
-        return ServiceUnavailable(retry_after_s)
-
-    def not_emulated(self, method: str, path: str) -> SandboxHTTPError:
-        return NotEmulated(f"{method} {path} is not emulated by the sandbox. Use POST /adminapi/beta/{{tenant}}/InvokeCommand.")
-
-    def bad_request(self, message: str) -> SandboxHTTPError:
-        return BadRequest(message)
-
-
-ERRORS = _Errors()

@@ -8,11 +8,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from sandbox.core.errors import ErrorSet
 from sandbox.core.service import build_service_app, finish_service_app, json_body
 from sandbox.core.world import World
 from sandbox.graph.auth import authorize, customer_tenant
 from sandbox.graph.collections import collection, entity
-from sandbox.graph.errors import BadRequest, GraphError, NotEmulated, RequestBadRequest, ResourceNotFound, ServiceUnavailable, TooManyRequests
+from sandbox.graph.errors import BadRequest, NotEmulated, RequestBadRequest, ResourceNotFound, ServiceUnavailable, TooManyRequests
 from sandbox.graph.models import Directory
 
 USER_FILTERS = {"id", "mail", "userPrincipalName", "userType", "displayName", "externalUserState", "creationType"}
@@ -21,23 +22,13 @@ PARTNERS = "/v1.0/policies/crossTenantAccessPolicy/partners"
 ROLES = "/v1.0/roleManagement/directory"
 
 
-class _Errors:
-    request_id_header = "request-id"
-
-    def throttled(self, retry_after_s: int | None) -> GraphError:
-        return TooManyRequests(retry_after_s)
-
-    def unavailable(self, retry_after_s: int | None) -> GraphError:
-        return ServiceUnavailable(retry_after_s)
-
-    def not_emulated(self, method: str, path: str) -> GraphError:
-        return NotEmulated(f"{method} {path} is not emulated by the sandbox.")
-
-    def bad_request(self, message: str) -> GraphError:
-        return BadRequest(message)
-
-
-ERRORS = _Errors()
+ERRORS = ErrorSet(
+    request_id_header="request-id",
+    throttled=TooManyRequests,
+    unavailable=ServiceUnavailable,
+    not_emulated_builder=NotEmulated,
+    bad_request=BadRequest,
+)
 
 
 def _created(body: dict[str, Any]) -> JSONResponse:

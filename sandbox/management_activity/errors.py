@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from sandbox.core.errors import SandboxHTTPError
+from sandbox.core.errors import ErrorSet, SandboxHTTPError
 from sandbox.core.tokens import new_guid
 
 NO_PUBLISHER = "00000000-0000-0000-0000-000000000000"
@@ -241,22 +241,11 @@ class NotEmulated(ActivityError):
     code = "NotEmulated"
 
 
-class _Errors:
-    """What the service middleware renders for faults and unknown paths."""
+ERRORS = ErrorSet(
+    request_id_header="request-id",
+    throttled=TooManyRequests,
+    unavailable=ServiceUnavailable,
+    not_emulated_builder=NotEmulated,
+    bad_request=lambda message: InvalidParameterType("body", f"JSON object ({message})"),
+)
 
-    request_id_header = "request-id"
-
-    def throttled(self, retry_after_s: int | None) -> SandboxHTTPError:
-        return TooManyRequests(retry_after_s)
-
-    def unavailable(self, retry_after_s: int | None) -> SandboxHTTPError:
-        return ServiceUnavailable(retry_after_s)
-
-    def not_emulated(self, method: str, path: str) -> SandboxHTTPError:
-        return NotEmulated(f"{method} {path} is not emulated by the sandbox.")
-
-    def bad_request(self, message: str) -> SandboxHTTPError:
-        return InvalidParameterType("body", f"JSON object ({message})")
-
-
-ERRORS = _Errors()
