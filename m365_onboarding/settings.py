@@ -128,6 +128,44 @@ class TimingSettings(BaseModel):
     consistent_reads: int = Field(default=3, ge=1, description="Matching reads in a row that count as replicated.")
 
 
+class WaitPolicy(BaseModel):
+    """How long a wait is expected to take, when it counts as stalled, when to give up, how often to look."""
+
+    model_config = ConfigDict(frozen=True)
+
+    expected_s: float = Field(gt=0, description="Typical duration, from the guide or Microsoft's published figures.")
+    stall_s: float = Field(gt=0, description="Past this the wait is stalled and people are told.")
+    limit_s: float = Field(gt=0, description="Past this the wait fails the run.")
+    interval_s: float = Field(gt=0, description="Pause between two checks.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WaitPolicy:
+        if not self.stall_s <= self.limit_s:
+            raise ValueError(f"stall ({self.stall_s}s) must not be later than the limit ({self.limit_s}s)")
+        return self
+
+
+HOUR = 3600.0
+
+
+class WaitSettings(BaseModel):
+    """Every wait of the onboarding, from the guide: expected duration, stall threshold, limit, pace."""
+
+    time_scale: float = Field(default=1.0, gt=0, description="Divide every duration by this (sandbox runs on compressed time).")
+    suspend_from_s: float = Field(default=300.0, ge=0, description="Pauses at least this long release the worker (suspend); shorter ones poll in-process.")
+    admin_consent: WaitPolicy = WaitPolicy(expected_s=24 * HOUR, stall_s=72 * HOUR, limit_s=14 * 24 * HOUR, interval_s=HOUR)
+    audit_activation: WaitPolicy = WaitPolicy(expected_s=HOUR, stall_s=2 * HOUR, limit_s=24 * HOUR, interval_s=600)
+    device_healthy: WaitPolicy = WaitPolicy(expected_s=600, stall_s=1800, limit_s=24 * HOUR, interval_s=300)
+    first_data: WaitPolicy = WaitPolicy(expected_s=1.5 * HOUR, stall_s=12 * HOUR, limit_s=48 * HOUR, interval_s=1800)
+    first_alerts: WaitPolicy = WaitPolicy(expected_s=72 * HOUR, stall_s=96 * HOUR, limit_s=7 * 24 * HOUR, interval_s=4 * HOUR)
+
+    def policy(self, name: str) -> WaitPolicy:
+        """The named policy with every duration divided by the time scale."""
+        base: WaitPolicy = getattr(self, name)
+        k = self.time_scale
+        return WaitPolicy(expected_s=base.expected_s / k, stall_s=base.stall_s / k, limit_s=base.limit_s / k, interval_s=base.interval_s / k)
+
+
 class OnboardingSettings(BaseSettings):
     """Everything configurable that is not a secret."""
 
@@ -142,6 +180,8 @@ class OnboardingSettings(BaseSettings):
     ca_bundle: Path | None = Field(default=None, description="CA bundle to verify TLS with (the sandbox's CA); default: system store.")
     provider: ProviderSettings = ProviderSettings()
     timing: TimingSettings = TimingSettings()
+    waits: WaitSettings = WaitSettings()
+    resumer_deployment: str = Field(default="resume-onboarding/resume-onboarding", description="Deployment that resumes a suspended run.")
 
     @model_validator(mode="after")
     def _sandbox_needs_its_ca(self) -> OnboardingSettings:

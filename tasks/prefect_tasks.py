@@ -17,6 +17,8 @@ from clients.errors import ApiConnectionError, ServerError, StepNotConverged, Th
 from tasks.admin_consent import AdminConsentStep
 from tasks.console_access import ConsoleAccessStep
 from tasks.cross_tenant_access import CrossTenantAccessStep
+from tasks.caching import ONCE_PER_RUN
+from tasks.preflight import StepMode, preflight
 from tasks.runtime import BlockNames, TenantRequest, build_context
 from tasks.security_device import SecurityDeviceStep
 from tasks.step import Mode, StepResult, run_step
@@ -40,7 +42,7 @@ _RETRY_OPTIONS: dict[str, Any] = {
 }
 
 
-@task(name="check_tenant", task_run_name="check-tenant-{request.tenant_id}", **_RETRY_OPTIONS)
+@task(name="check_tenant", task_run_name="check-tenant-{request.tenant_id}", persist_result=True, cache_policy=ONCE_PER_RUN, **_RETRY_OPTIONS)
 def check_tenant_task(request: TenantRequest, blocks: BlockNames) -> TenantCheck:
     """Validate the tenant id and organization name before anything changes."""
     return check_tenant(build_context(request, blocks))
@@ -81,3 +83,24 @@ def ensure_unified_audit_log(request: TenantRequest, mode: Mode, blocks: BlockNa
 def ensure_security_device(request: TenantRequest, blocks: BlockNames) -> StepResult:
     """Guide step 4: the tenant registered in Workbench; its health and data as observed."""
     return _run(SecurityDeviceStep(), request, Mode.APPLY, blocks)
+
+
+STEPS: dict[str, Any] = {
+    "admin_consent": AdminConsentStep,
+    "console_access": ConsoleAccessStep,
+    "cross_tenant_access": CrossTenantAccessStep,
+    "unified_audit_log": UnifiedAuditLogStep,
+    "security_device": SecurityDeviceStep,
+}
+
+
+@task(name="check_step", task_run_name="{step}-{purpose}-{attempt}", persist_result=True, cache_policy=ONCE_PER_RUN, **_RETRY_OPTIONS)
+def check_step(step: str, purpose: str, attempt: int, request: TenantRequest, mode: Mode, blocks: BlockNames) -> StepResult:
+    """One run of a step for the flow: numbered, so that a re-executed flow gets each back from the cache."""
+    return _run(STEPS[step](), request, mode, blocks)
+
+
+@task(name="choose_modes", persist_result=True, cache_policy=ONCE_PER_RUN, **_RETRY_OPTIONS)
+def choose_step_modes(request: TenantRequest, blocks: BlockNames, forced: dict[str, Mode]) -> dict[str, StepMode]:
+    """Preflight: apply where the granted permissions allow, guide where they only allow reading."""
+    return preflight(build_context(request, blocks), forced)

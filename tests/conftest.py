@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from tasks.context import TenantContext
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 
 SCENARIOS = Path(__file__).parent / "scenarios"
+
+# Telemetry writes make the test server's SQLite report "database is locked" (Prefect notes §10).
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 FRESH = "11111111-1111-4111-8111-111111111111"
 DEHYDRATED = "22222222-2222-4222-8222-222222222222"

@@ -1,0 +1,124 @@
+"""What people see of a tenant's onboarding: custom events, the tenant's checklist and a progress bar.
+
+Everything here runs inside tasks whose results are persisted and cached per flow run, so a flow
+that re-executes after a suspend emits each transition once and does not duplicate artifacts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.events import emit_event
+from pydantic import BaseModel, Field
+
+from prefect.cache_policies import INPUTS, RUN_ID
+
+from tasks.caching import ONCE_PER_RUN, STEP_ID
+from tasks.runtime import TenantRequest
+
+GUIDE_STEPS: tuple[tuple[str, str], ...] = (
+    ("tenant", "Tenant and organization name confirmed"),
+    ("admin_consent", "3. API connectivity: admin consent with every permission"),
+    ("console_access", "1. Console access: SOC guest with Global Reader"),
+    ("cross_tenant_access", "1. Cross-tenant access: provider trusted, automatic redemption"),
+    ("unified_audit_log", "2. Unified audit log enabled"),
+    ("audit_activation", "2. Auditing in effect (up to 60 minutes)"),
+    ("security_device", "4. Security device registered in Workbench"),
+    ("device_healthy", "4. Security device healthy"),
+    ("first_data", "4. Data flowing (60–90 minutes, first content up to 12 h)"),
+    ("first_alerts", "4. First alerts (36–72 h)"),
+)
+
+
+class Transition(StrEnum):
+    STARTED = "started"
+    WAITING = "waiting"
+    STALLED = "stalled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class StepStatus(BaseModel):
+    """One line of the checklist."""
+
+    state: str = "pending"
+    since: datetime | None = None
+    detail: str = ""
+    waiting_for: str | None = None
+    until: datetime | None = None
+    next_action: str | None = None
+
+
+class Checklist(BaseModel):
+    """The tenant's onboarding at a glance; rebuilt the same way on every re-execution."""
+
+    steps: dict[str, StepStatus] = Field(default_factory=lambda: {name: StepStatus() for name, _ in GUIDE_STEPS})
+
+    def set(self, step: str, transition: Transition, at: datetime, detail: str = "", **extra: Any) -> None:
+        self.steps[step] = StepStatus(state=transition.value, since=at, detail=detail, **extra)
+
+    @property
+    def done_fraction(self) -> float:
+        return sum(1 for s in self.steps.values() if s.state == Transition.COMPLETED) / len(self.steps)
+
+    def markdown(self, request: TenantRequest) -> str:
+        marks = {"completed": "✅", "waiting": "⏳", "stalled": "⚠️", "failed": "❌", "started": "▶️", "pending": "⬜"}
+        lines = [
+            f"# Onboarding: {request.organization_name}",
+            f"Tenant `{request.tenant_id}` · provider organization `{request.provider_org_id}`",
+            "",
+            "| | step | state | since | waiting for | until | next action |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, label in GUIDE_STEPS:
+            s = self.steps[name]
+            since = s.since.strftime("%Y-%m-%d %H:%M UTC") if s.since else ""
+            until = s.until.strftime("%Y-%m-%d %H:%M UTC") if s.until else ""
+            lines.append(f"| {marks.get(s.state, '')} | {label} | {s.state} {s.detail} | {since} | {s.waiting_for or ''} | {until} | {s.next_action or ''} |")
+        return "\n".join(lines)
+
+
+def tenant_resource(request: TenantRequest) -> dict[str, str]:
+    return {"prefect.resource.id": f"m365.tenant.{request.tenant_id}", "prefect.resource.name": request.organization_name}
+
+
+@task(
+    name="record_transition",
+    task_run_name="{step}-{transition}",
+    persist_result=True,
+    # Once per step and transition in a run, whatever the details: a re-executed flow replays it.
+    cache_policy=STEP_ID + (INPUTS - "checklist" - "detail" - "extra") + RUN_ID,
+)
+def record_transition(
+    request: TenantRequest, step: str, transition: Transition, checklist: Checklist, detail: str = "", extra: dict[str, Any] | None = None
+) -> Checklist:
+    """Emit ``onboarding.step.<transition>`` once, and publish the checklist with this transition in it."""
+    at = datetime.now(UTC)
+    checklist = checklist.model_copy(deep=True)
+    checklist.set(step, transition, at, detail, **(extra or {}))
+    emit_event(
+        event=f"onboarding.step.{transition.value}",
+        resource={**tenant_resource(request), "onboarding.step": step},
+        payload={"step": step, "detail": detail, "tenant_id": request.tenant_id, "organization": request.organization_name},
+    )
+    create_markdown_artifact(
+        markdown=checklist.markdown(request),
+        key=f"onboarding-{request.tenant_id}",
+        description=f"Onboarding checklist of {request.organization_name}",
+    )
+    return checklist
+
+
+@task(name="create_progress", persist_result=True, cache_policy=ONCE_PER_RUN)
+def create_progress(request: TenantRequest) -> UUID:
+    return create_progress_artifact(progress=0.0, key=f"progress-{request.tenant_id}", description=f"Onboarding progress of {request.organization_name}")
+
+
+@task(name="update_progress", persist_result=True, cache_policy=ONCE_PER_RUN)
+def update_progress(artifact_id: UUID, fraction: float) -> None:
+    update_progress_artifact(artifact_id=artifact_id, progress=round(fraction * 100, 1))
