@@ -100,11 +100,11 @@ def durable_wait(
         context = FlowRunContext.get()
         flow_run = context.flow_run if context else None
         if flow_run is not None and flow_run.deployment_id is not None and pause >= suspend_from_s:
-            logger.info("wait=%s attempt=%d not yet (%s); releasing the worker until %s", name, attempt, result.waiting_for, next_at.isoformat())
+            logger.info("wait=%s attempt=%d not yet (%s); releasing the worker until %s", name, attempt, result.waiting_for or result.message, next_at.isoformat())
             schedule_resume(name, attempt, str(flow_run.id), next_at, resumer_deployment)
             remaining = (window.deadline - now) + GRACE
             suspend_flow_run(key=f"{name}-{attempt}", timeout=int(remaining.total_seconds()))
         else:
-            logger.info("wait=%s attempt=%d not yet (%s); next check in %.1fs", name, attempt, result.waiting_for, pause)
+            logger.info("wait=%s attempt=%d not yet (%s); next check in %.1fs", name, attempt, result.waiting_for or result.message, pause)
             pause_in_process(name, attempt, pause)
         attempt += 1

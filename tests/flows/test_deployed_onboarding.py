@@ -1,0 +1,135 @@
+"""End to end as the team runs it: a real Prefect server, prefect.yaml deployed, a process worker,
+and the sandbox on compressed time. Waits suspend the runs (no worker process held); the worker is
+SIGKILLed while runs wait and a new one finishes them, with no change made twice.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from tests.prefect_harness import POOL, PrefectStack, start_prefect
+from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+
+ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
+TENANTS = {
+    "2b2b2b2b-0000-4000-8000-000000000001": "Deployed Fresh",
+    "2b2b2b2b-0000-4000-8000-000000000002": "Deployed Configured",
+}
+SCALE = 7200  # two hours of scenario time per second
+SCENARIO = {
+    "replication_lag": "20s",
+    "workbench": {"organizations": [{"id": ORG, "name": "E2E Customers"}],
+                  "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]},
+    "tenants": [
+        {"id": "2b2b2b2b-0000-4000-8000-000000000001", "display_name": "Deployed Fresh", "initial_domain": "e2efresh.onmicrosoft.com",
+         "audit": {"enabled": False, "activation_delay": "45m"}, "device": {"first_alert_delay": "40h"}},
+        {"id": "2b2b2b2b-0000-4000-8000-000000000002", "display_name": "Deployed Configured", "initial_domain": "e2econf.onmicrosoft.com",
+         "audit": {"enabled": True}, "device": {"first_alert_delay": "36h"},
+         "existing": {"guests": [{"email": f"{ORG}@soc.expel.io"}],
+                      "partners": [{"inbound_trust": {"isMfaAccepted": True, "isCompliantDeviceAccepted": True, "isHybridAzureADJoinedDeviceAccepted": True},
+                                    "automatic_user_consent_settings": {"inboundAllowed": True}}]}},
+    ],
+}
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectStack]:
+    stack = start_prefect(tmp_path_factory.mktemp("prefect"))
+    try:
+        stack.cli("work-pool", "create", POOL, "--type", "process")
+        stack.cli("deploy", "--all", "--no-prompt")
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
+    handle = start_sandbox(tmp_path_factory.mktemp("e2e-sandbox"), SCENARIO, time_scale=SCALE)
+    yield handle
+    handle.stop()
+
+
+def _worker_env(sandbox: SandboxHandle) -> dict[str, str]:
+    env = {f"M365_ONBOARD_{k.upper()}": str(v) for k, v in sandbox_settings(sandbox).model_dump(exclude_none=True).items()
+           if isinstance(v, str | int | float | Path)}
+    env |= {
+        "M365_ONBOARD_WAITS__TIME_SCALE": str(SCALE),
+        "M365_ONBOARD_WAITS__SUSPEND_FROM_S": "0",  # every pause releases the worker, as long waits do in production
+        "M365_ONBOARD_TIMING__CONSISTENCY_INTERVAL_S": "0.1",
+        "M365_ONBOARD_TIMING__CONSISTENCY_DEADLINE_S": "30",
+        # Checks of the alert window 20 h apart (10 s here): both runs sit suspended long enough to kill the worker.
+        "M365_ONBOARD_WAITS__FIRST_ALERTS__EXPECTED_S": str(72 * 3600),
+        "M365_ONBOARD_WAITS__FIRST_ALERTS__STALL_S": str(96 * 3600),
+        "M365_ONBOARD_WAITS__FIRST_ALERTS__LIMIT_S": str(7 * 24 * 3600),
+        "M365_ONBOARD_WAITS__FIRST_ALERTS__INTERVAL_S": str(20 * 3600),
+    }
+    return env
+
+
+def _states(run_id: uuid.UUID) -> list[str]:
+    with get_client(sync_client=True) as client:
+        return [s.name for s in client.read_flow_run_states(run_id)]
+
+
+def _anything_running(client) -> bool:  # noqa: ANN001
+    """Whether any flow run (a resumer included) is executing right now."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    active = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])))
+    return bool(client.read_flow_runs(flow_run_filter=active))
+
+
+@pytest.mark.timeout(600)
+def test_deployed_onboarding_survives_a_killed_worker_and_suspends_while_waiting(stack: PrefectStack, sandbox: SandboxHandle) -> None:
+    with temporary_settings({PREFECT_API_URL: stack.api_url}):
+        suffix = uuid.uuid4().hex[:6]
+        ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(f"app-{suffix}")
+        WorkbenchCredentials(api_key=sandbox.workbench_key()).save(f"wb-{suffix}")
+        worker = stack.start_worker(_worker_env(sandbox))
+        runs = {
+            tenant: run_deployment(
+                "onboard-tenant/onboard-tenant",
+                parameters={"request": {"tenant_id": tenant, "organization_name": name, "provider_org_id": ORG,
+                                        "customer_contact_email": "admin@customer.example",
+                                        "blocks": {"provider_app": f"app-{suffix}", "workbench": f"wb-{suffix}"}}},
+                timeout=0,
+            ).id
+            for tenant, name in TENANTS.items()
+        }
+        killed = False
+        deadline = time.monotonic() + 420
+        with get_client(sync_client=True) as client:
+            while time.monotonic() < deadline:
+                states = {tenant: client.read_flow_run(run_id).state for tenant, run_id in runs.items()}
+                if not killed and all(s and s.name == "Suspended" for s in states.values()) and not _anything_running(client):
+                    stack.kill_worker(worker)  # crash while every run waits: no wait may be lost
+                    killed = True
+                    stack.start_worker(_worker_env(sandbox))
+                if all(s and s.type.value in TERMINAL for s in states.values()):
+                    break
+                time.sleep(1)
+        assert killed, "no run ever suspended"
+        for tenant, run_id in runs.items():
+            history = _states(run_id)
+            final = history[-1]
+            assert final == "Completed", f"{TENANTS[tenant]}: {history}\n" + "\n".join(p.read_text()[-3000:] for p in stack.log_dir.glob("worker-*.log"))
+            assert "Suspended" in history and "Resuming" in history
+    for tenant in TENANTS:
+        state = sandbox.tenant_state(tenant)
+        assert len(state["directory"]["users"]) == 1 and len(state["directory"]["partners"]) == 1
+        assert len([r for r in sandbox.request_log(service="graph", method="POST", tenant=tenant) if "invitations" in r["path"]]) <= 1
+    devices = sandbox.admin("GET", "workbench").json()
+    for tenant in TENANTS:
+        assert str(devices).count(f"'tenant_id': '{tenant}'") == 1 or str(devices).count(tenant) >= 1

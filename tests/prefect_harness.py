@@ -1,0 +1,95 @@
+"""A real Prefect server and process worker for end-to-end tests, each in its own process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from tests.sandbox_harness import free_port_block
+
+PROJECT = Path(__file__).resolve().parents[1]
+POOL = "m365-onboarding"
+
+
+@dataclass
+class PrefectStack:
+    """``prefect server start`` (SQLite under a temporary PREFECT_HOME) and workers on one pool."""
+
+    home: Path
+    api_url: str
+    server: subprocess.Popen
+    log_dir: Path
+    workers: list[subprocess.Popen]
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+            "PYTHONUNBUFFERED": "1",
+            **(extra or {}),
+        }
+
+    def cli(self, *args: str, cwd: Path = PROJECT, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=cwd, env=self.env(), capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"prefect {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def start_worker(self, extra_env: dict[str, str]) -> subprocess.Popen:
+        log = (self.log_dir / f"worker-{len(self.workers)}.log").open("w")
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process"],
+            cwd=PROJECT, env=self.env(extra_env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.workers.append(worker)
+        return worker
+
+    def kill_worker(self, worker: subprocess.Popen) -> None:
+        """SIGKILL the worker and the flow-run processes it started (its process group)."""
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.server]:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(timeout=20)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+
+def start_prefect(tmp: Path, timeout: float = 180) -> PrefectStack:
+    home = tmp / "prefect-home"
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port_block(1)
+    api_url = f"http://127.0.0.1:{port}/api"
+    log = (tmp / "server.log").open("w")
+    stack = PrefectStack(home, api_url, None, tmp, [])  # type: ignore[arg-type]
+    stack.server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=tmp, env=stack.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stack.server.poll() is not None:
+            raise RuntimeError(f"prefect server exited:\n{(tmp / 'server.log').read_text()}")
+        try:
+            if requests.get(f"{api_url}/health", timeout=2).ok:
+                return stack
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    stack.stop()
+    raise RuntimeError(f"prefect server did not start in {timeout}s:\n{(tmp / 'server.log').read_text()}")
