@@ -20,7 +20,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
+from prefect.client.schemas.filters import FlowFilter, FlowFilterId, FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType
 from prefect.client.schemas.objects import StateType
 from prefect.runtime import flow_run as current_flow_run
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -80,22 +80,38 @@ ACTIVE = [StateType.RUNNING, StateType.PENDING, StateType.PAUSED, StateType.SCHE
 
 @task(name="claim_tenant", persist_result=True, cache_policy=ONCE_PER_RUN)
 def claim_tenant(request: TenantRequest) -> str:
-    """Tag this run with the tenant, and refuse to go on while another run for it is active."""
+    """Tag this run with the tenant, and refuse to go on while an earlier run for it is active.
+
+    Runs are matched on their parameters, not on tags, because a run that has not started yet has
+    no tag; the earliest active run keeps the tenant, so two runs started together never both go on.
+    """
     run_id = current_flow_run.id
     tag = f"tenant:{request.tenant_id}"
     with get_client(sync_client=True) as client:
         this = client.read_flow_run(run_id)
         client.update_flow_run(run_id, tags=sorted({*this.tags, tag}))
-        others = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                tags=FlowRunFilterTags(all_=[tag]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE)),
-                id=FlowRunFilterId(not_any_=[run_id]),
+        active: list[Any] = []
+        while True:  # the API pages at 200 runs
+            page = client.read_flow_runs(
+                flow_filter=FlowFilter(id=FlowFilterId(any_=[this.flow_id])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE)),
+                    id=FlowRunFilterId(not_any_=[run_id]),
+                ),
+                limit=200,
+                offset=len(active),
             )
-        )
-    others = [r for r in others if r.flow_id == this.flow_id]
-    if others:
-        raise AlreadyOnboarding(f"Tenant {request.tenant_id} is already being onboarded by run {others[0].name} ({others[0].id}).")
+            active.extend(page)
+            if len(page) < 200:
+                break
+    earlier = [
+        r
+        for r in active
+        if str((r.parameters.get("request") or {}).get("tenant_id", "")).lower() == request.tenant_id.lower()
+        and (r.created, str(r.id)) < (this.created, str(this.id))
+    ]
+    if earlier:
+        raise AlreadyOnboarding(f"Tenant {request.tenant_id} is already being onboarded by run {earlier[0].name} ({earlier[0].id}).")
     return tag
 
 

@@ -154,6 +154,7 @@ class SandboxServer:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            timeout_graceful_shutdown=2,  # keep-alive clients must not hold a shutdown for long
         )
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we handle signals once

@@ -60,6 +60,13 @@ class PrefectStack:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
 
+    def restart_server(self, timeout: float = 180) -> None:
+        """Stop the server and start it again on the same port and database."""
+        os.killpg(self.server.pid, signal.SIGTERM)
+        self.server.wait(timeout=60)
+        self.server = _launch_server(self, int(self.api_url.rsplit(":", 1)[1].split("/")[0]))
+        _wait_healthy(self, timeout)
+
     def stop(self) -> None:
         for process in [*self.workers, self.server]:
             if process.poll() is None:
@@ -70,26 +77,34 @@ class PrefectStack:
                     os.killpg(process.pid, signal.SIGKILL)
 
 
-def start_prefect(tmp: Path, timeout: float = 180) -> PrefectStack:
-    home = tmp / "prefect-home"
-    home.mkdir(parents=True, exist_ok=True)
-    port = free_port_block(1)
-    api_url = f"http://127.0.0.1:{port}/api"
-    log = (tmp / "server.log").open("w")
-    stack = PrefectStack(home, api_url, None, tmp, [])  # type: ignore[arg-type]
-    stack.server = subprocess.Popen(
+def _launch_server(stack: PrefectStack, port: int) -> subprocess.Popen:
+    log = (stack.log_dir / "server.log").open("a")
+    return subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp, env=stack.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=stack.log_dir, env=stack.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+
+
+def _wait_healthy(stack: PrefectStack, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if stack.server.poll() is not None:
-            raise RuntimeError(f"prefect server exited:\n{(tmp / 'server.log').read_text()}")
+            raise RuntimeError(f"prefect server exited:\n{(stack.log_dir / 'server.log').read_text()}")
         try:
-            if requests.get(f"{api_url}/health", timeout=2).ok:
-                return stack
+            if requests.get(f"{stack.api_url}/health", timeout=2).ok:
+                return
         except requests.RequestException:
             pass
         time.sleep(0.5)
     stack.stop()
-    raise RuntimeError(f"prefect server did not start in {timeout}s:\n{(tmp / 'server.log').read_text()}")
+    raise RuntimeError(f"prefect server did not start in {timeout}s:\n{(stack.log_dir / 'server.log').read_text()}")
+
+
+def start_prefect(tmp: Path, timeout: float = 180) -> PrefectStack:
+    home = tmp / "prefect-home"
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port_block(1)
+    stack = PrefectStack(home, f"http://127.0.0.1:{port}/api", None, tmp, [])  # type: ignore[arg-type]
+    stack.server = _launch_server(stack, port)
+    _wait_healthy(stack, timeout)
+    return stack

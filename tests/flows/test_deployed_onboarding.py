@@ -1,6 +1,7 @@
 """End to end as the team runs it: a real Prefect server, prefect.yaml deployed, a process worker,
 and the sandbox on compressed time. Waits suspend the runs (no worker process held); the worker is
-SIGKILLed while runs wait and a new one finishes them, with no change made twice.
+SIGKILLed and the server restarted while runs wait; a new worker finishes them, with no change made
+twice, no event emitted twice, and a second run for the same tenant refused.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ SCENARIO = {
                   "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]},
     "tenants": [
         {"id": "2b2b2b2b-0000-4000-8000-000000000001", "display_name": "Deployed Fresh", "initial_domain": "e2efresh.onmicrosoft.com",
-         "audit": {"enabled": False, "activation_delay": "45m"}, "device": {"first_alert_delay": "40h"}},
+         "audit": {"enabled": False, "activation_delay": "45m"}, "device": {"first_alert_delay": "100h"}},
         {"id": "2b2b2b2b-0000-4000-8000-000000000002", "display_name": "Deployed Configured", "initial_domain": "e2econf.onmicrosoft.com",
-         "audit": {"enabled": True}, "device": {"first_alert_delay": "36h"},
+         "audit": {"enabled": True}, "device": {"first_alert_delay": "90h"},
          "existing": {"guests": [{"email": f"{ORG}@soc.expel.io"}],
                       "partners": [{"inbound_trust": {"isMfaAccepted": True, "isCompliantDeviceAccepted": True, "isHybridAzureADJoinedDeviceAccepted": True},
                                     "automatic_user_consent_settings": {"inboundAllowed": True}}]}},
@@ -68,11 +69,11 @@ def _worker_env(sandbox: SandboxHandle) -> dict[str, str]:
         "M365_ONBOARD_WAITS__SUSPEND_FROM_S": "0",  # every pause releases the worker, as long waits do in production
         "M365_ONBOARD_TIMING__CONSISTENCY_INTERVAL_S": "0.1",
         "M365_ONBOARD_TIMING__CONSISTENCY_DEADLINE_S": "30",
-        # Checks of the alert window 20 h apart (10 s here): both runs sit suspended long enough to kill the worker.
+        # Checks of the alert window 60 h apart (30 s here): both runs sit suspended long enough to kill the worker.
         "M365_ONBOARD_WAITS__FIRST_ALERTS__EXPECTED_S": str(72 * 3600),
         "M365_ONBOARD_WAITS__FIRST_ALERTS__STALL_S": str(96 * 3600),
         "M365_ONBOARD_WAITS__FIRST_ALERTS__LIMIT_S": str(7 * 24 * 3600),
-        "M365_ONBOARD_WAITS__FIRST_ALERTS__INTERVAL_S": str(20 * 3600),
+        "M365_ONBOARD_WAITS__FIRST_ALERTS__INTERVAL_S": str(60 * 3600),
     }
     return env
 
@@ -80,6 +81,24 @@ def _worker_env(sandbox: SandboxHandle) -> dict[str, str]:
 def _states(run_id: uuid.UUID) -> list[str]:
     with get_client(sync_client=True) as client:
         return [s.name for s in client.read_flow_run_states(run_id)]
+
+
+def _events(client, tenant: str, expected_completed: int = 10, wait_s: float = 20) -> list[tuple[str, str]]:  # noqa: ANN001
+    """(event, step) pairs of the tenant's onboarding events, once the event pipeline has stored them."""
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    query = EventFilter(event=EventNameFilter(prefix=["onboarding.step."]), resource=EventResourceFilter(id=[f"m365.tenant.{tenant}"]))
+    deadline = time.monotonic() + wait_s
+    while True:
+        page = client.read_events(filter=query, limit=50)
+        events = list(page.events)
+        while page.next_page:
+            page = client.read_events_page(page.next_page)
+            events.extend(page.events)
+        pairs = [(e.event, e.resource.get("onboarding.step")) for e in events]
+        if sum(1 for event, _ in pairs if event == "onboarding.step.completed") >= expected_completed or time.monotonic() > deadline:
+            return pairs
+        time.sleep(1)
 
 
 def _anything_running(client) -> bool:  # noqa: ANN001
@@ -92,7 +111,7 @@ def _anything_running(client) -> bool:  # noqa: ANN001
 
 
 @pytest.mark.timeout(600)
-def test_deployed_onboarding_survives_a_killed_worker_and_suspends_while_waiting(stack: PrefectStack, sandbox: SandboxHandle) -> None:
+def test_deployed_onboarding_survives_a_killed_worker_and_a_server_restart_while_waiting(stack: PrefectStack, sandbox: SandboxHandle) -> None:
     with temporary_settings({PREFECT_API_URL: stack.api_url}):
         suffix = uuid.uuid4().hex[:6]
         ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(f"app-{suffix}")
@@ -108,6 +127,14 @@ def test_deployed_onboarding_survives_a_killed_worker_and_suspends_while_waiting
             ).id
             for tenant, name in TENANTS.items()
         }
+        first_tenant = next(iter(TENANTS))
+        duplicate = run_deployment(
+            "onboard-tenant/onboard-tenant",
+            parameters={"request": {"tenant_id": first_tenant, "organization_name": TENANTS[first_tenant], "provider_org_id": ORG,
+                                    "customer_contact_email": "admin@customer.example",
+                                    "blocks": {"provider_app": f"app-{suffix}", "workbench": f"wb-{suffix}"}}},
+            timeout=0,
+        ).id
         killed = False
         deadline = time.monotonic() + 420
         with get_client(sync_client=True) as client:
@@ -115,9 +142,11 @@ def test_deployed_onboarding_survives_a_killed_worker_and_suspends_while_waiting
                 states = {tenant: client.read_flow_run(run_id).state for tenant, run_id in runs.items()}
                 if not killed and all(s and s.name == "Suspended" for s in states.values()) and not _anything_running(client):
                     stack.kill_worker(worker)  # crash while every run waits: no wait may be lost
+                    stack.restart_server()  # and the server restarts too, on the same database
                     killed = True
                     stack.start_worker(_worker_env(sandbox))
-                if all(s and s.type.value in TERMINAL for s in states.values()):
+                duplicate_state = client.read_flow_run(duplicate).state
+                if all(s and s.type.value in TERMINAL for s in [*states.values(), duplicate_state]):
                     break
                 time.sleep(1)
         assert killed, "no run ever suspended"
@@ -126,6 +155,13 @@ def test_deployed_onboarding_survives_a_killed_worker_and_suspends_while_waiting
             final = history[-1]
             assert final == "Completed", f"{TENANTS[tenant]}: {history}\n" + "\n".join(p.read_text()[-3000:] for p in stack.log_dir.glob("worker-*.log"))
             assert "Suspended" in history and "Resuming" in history
+        with get_client(sync_client=True) as client:
+            refused = client.read_flow_run(duplicate).state
+            assert refused.type.value == "FAILED" and "already being onboarded" in (refused.message or ""), refused
+            for tenant in TENANTS:
+                transitions = _events(client, tenant)
+                assert len(transitions) == len(set(transitions)), f"an event was emitted twice: {transitions}"
+                assert sum(1 for event, _ in transitions if event == "onboarding.step.completed") == 10
     for tenant in TENANTS:
         state = sandbox.tenant_state(tenant)
         assert len(state["directory"]["users"]) == 1 and len(state["directory"]["partners"]) == 1
