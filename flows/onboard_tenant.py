@@ -29,7 +29,7 @@ from clients.errors import OnboardingError
 from flows.waiting import WaitLimitReached, WaitWindow, durable_wait
 from m365_onboarding.settings import OnboardingSettings
 from tasks.admin_consent import require_consent
-from tasks.caching import ONCE_PER_RUN
+from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES
 from tasks.preflight import CUSTOMER_STEPS
 from tasks.prefect_tasks import check_step, check_tenant_task, choose_step_modes
 from tasks.runtime import BlockNames, TenantRequest
@@ -78,7 +78,7 @@ class AlreadyOnboarding(OnboardingError):
 ACTIVE = [StateType.RUNNING, StateType.PENDING, StateType.PAUSED, StateType.SCHEDULED, StateType.CANCELLING]
 
 
-@task(name="claim_tenant", persist_result=True, cache_policy=ONCE_PER_RUN)
+@task(name="claim_tenant", persist_result=True, cache_policy=ONCE_PER_RUN, **ORCHESTRATION_RETRIES)
 def claim_tenant(request: TenantRequest) -> str:
     """Tag this run with the tenant, and refuse to go on while an earlier run for it is active.
 
@@ -115,7 +115,7 @@ def claim_tenant(request: TenantRequest) -> str:
     return tag
 
 
-@task(name="publish_report", persist_result=True, cache_policy=ONCE_PER_RUN)
+@task(name="publish_report", persist_result=True, cache_policy=ONCE_PER_RUN, **ORCHESTRATION_RETRIES)
 def publish_report(request: TenantRequest, report: dict[str, Any]) -> None:
     lines = [f"# Onboarding report: {request.organization_name}", f"Tenant `{request.tenant_id}`", ""]
     for name, result in report["steps"].items():

@@ -22,7 +22,7 @@ from prefect.flow_runs import suspend_flow_run
 
 from clients.errors import OnboardingError
 from m365_onboarding.settings import WaitPolicy
-from tasks.caching import ONCE_PER_RUN
+from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES
 from tasks.step import StepResult
 
 GRACE = timedelta(hours=1)
@@ -54,7 +54,7 @@ def pause_in_process(name: str, attempt: int, seconds: float) -> None:
     time.sleep(max(0.0, seconds))
 
 
-@task(name="schedule_resume", persist_result=True, cache_policy=ONCE_PER_RUN)
+@task(name="schedule_resume", persist_result=True, cache_policy=ONCE_PER_RUN, **ORCHESTRATION_RETRIES)
 def schedule_resume(name: str, attempt: int, flow_run_id: str, at: datetime, deployment: str) -> str:
     """A run of the resumer deployment at ``at``; the idempotency key makes a repeat return the same run."""
     run = run_deployment(

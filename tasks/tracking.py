@@ -9,16 +9,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from uuid import UUID
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
 from prefect.cache_policies import INPUTS, RUN_ID
 
-from tasks.caching import ONCE_PER_RUN, STEP_ID
+from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES, STEP_ID
 from tasks.runtime import TenantRequest
 
 GUIDE_STEPS: tuple[tuple[str, str], ...] = (
@@ -93,6 +94,7 @@ def tenant_resource(request: TenantRequest) -> dict[str, str]:
     persist_result=True,
     # Once per step and transition in a run, whatever the details: a re-executed flow replays it.
     cache_policy=STEP_ID + (INPUTS - "checklist" - "detail" - "extra") + RUN_ID,
+    **ORCHESTRATION_RETRIES,
 )
 def record_transition(
     request: TenantRequest, step: str, transition: Transition, checklist: Checklist, detail: str = "", extra: dict[str, Any] | None = None
@@ -101,7 +103,10 @@ def record_transition(
     at = datetime.now(UTC)
     checklist = checklist.model_copy(deep=True)
     checklist.set(step, transition, at, detail, **(extra or {}))
+    run = FlowRunContext.get()
     emit_event(
+        # The same id on a retry: the server stores an event id once.
+        id=uuid5(NAMESPACE_URL, f"{run.flow_run.id if run and run.flow_run else 'local'}/{request.tenant_id}/{step}/{transition.value}"),
         event=f"onboarding.step.{transition.value}",
         resource={**tenant_resource(request), "onboarding.step": step},
         payload={"step": step, "detail": detail, "tenant_id": request.tenant_id, "organization": request.organization_name},
@@ -114,11 +119,11 @@ def record_transition(
     return checklist
 
 
-@task(name="create_progress", persist_result=True, cache_policy=ONCE_PER_RUN)
+@task(name="create_progress", persist_result=True, cache_policy=ONCE_PER_RUN, **ORCHESTRATION_RETRIES)
 def create_progress(request: TenantRequest) -> UUID:
     return create_progress_artifact(progress=0.0, key=f"progress-{request.tenant_id}", description=f"Onboarding progress of {request.organization_name}")
 
 
-@task(name="update_progress", persist_result=True, cache_policy=ONCE_PER_RUN)
+@task(name="update_progress", persist_result=True, cache_policy=ONCE_PER_RUN, **ORCHESTRATION_RETRIES)
 def update_progress(artifact_id: UUID, fraction: float) -> None:
     update_progress_artifact(artifact_id=artifact_id, progress=round(fraction * 100, 1))
