@@ -74,6 +74,34 @@ def sandbox(
         raise typer.Exit(130) from None
 
 
+@app.command()
+def automations(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change, change nothing.")] = False,
+) -> None:
+    """Create or update the onboarding's Prefect automations (crash recovery); idempotent."""
+    from prefect.client.orchestration import get_client
+    from pydantic import ValidationError
+
+    from automations.apply import DeploymentMissing, apply_automations
+    from m365_onboarding.settings import OnboardingSettings
+
+    try:
+        settings = OnboardingSettings()
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] settings: {exc.errors()[0]['msg']}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        with get_client(sync_client=True) as client:
+            report = apply_automations(client, settings, dry_run=dry_run)
+    except DeploymentMissing as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    suffix = " (dry run: nothing changed)" if dry_run else ""
+    for verb in ("created", "updated", "deleted", "unchanged"):
+        for name in getattr(report, verb):
+            out.print(f"{verb:<10} {name}{suffix if verb != 'unchanged' else ''}", highlight=False)
+
+
 def main() -> None:
     app()
 

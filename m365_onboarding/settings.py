@@ -166,6 +166,21 @@ class WaitSettings(BaseModel):
         return WaitPolicy(expected_s=base.expected_s / k, stall_s=base.stall_s / k, limit_s=base.limit_s / k, interval_s=base.interval_s / k)
 
 
+class RecoverySettings(BaseModel):
+    """How a run whose process died (worker killed, machine lost) is noticed and restarted."""
+
+    onboarding_deployment: str = Field(default="onboard-tenant/onboard-tenant", description="Deployment of the onboarding flow.")
+    heartbeat_s: int = Field(
+        default=180, ge=30, description="Flow-run heartbeat interval of the workers (Prefect's PREFECT_FLOWS_HEARTBEAT_FREQUENCY, 180 by default)."
+    )
+    missed_heartbeats: int = Field(default=3, ge=2, description="A running run silent for this many heartbeats is marked Crashed.")
+    max_recoveries: int = Field(default=3, ge=0, description="A crashed onboarding run is restarted at most this many times.")
+
+    @property
+    def silent_after_s(self) -> int:
+        return self.heartbeat_s * self.missed_heartbeats
+
+
 class OnboardingSettings(BaseSettings):
     """Everything configurable that is not a secret."""
 
@@ -182,6 +197,7 @@ class OnboardingSettings(BaseSettings):
     timing: TimingSettings = TimingSettings()
     waits: WaitSettings = WaitSettings()
     resumer_deployment: str = Field(default="resume-onboarding/resume-onboarding", description="Deployment that resumes a suspended run.")
+    recovery: RecoverySettings = RecoverySettings()
 
     @model_validator(mode="after")
     def _sandbox_needs_its_ca(self) -> OnboardingSettings:

@@ -18,6 +18,29 @@ PROJECT = Path(__file__).resolve().parents[1]
 POOL = "m365-onboarding"
 
 
+def child_pids(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, parents before children."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop(0)
+        found.append(current)
+        todo.extend(child_pids(current))
+    return found
+
+
 @dataclass
 class PrefectStack:
     """``prefect server start`` (SQLite under a temporary PREFECT_HOME) and workers on one pool."""
@@ -56,8 +79,16 @@ class PrefectStack:
         return worker
 
     def kill_worker(self, worker: subprocess.Popen) -> None:
-        """SIGKILL the worker and the flow-run processes it started (its process group)."""
-        os.killpg(worker.pid, signal.SIGKILL)
+        """SIGKILL the worker and every process under it, as losing the machine would.
+
+        Prefect may start a flow run in a session of its own, so the worker's process group is not
+        enough: the whole tree is killed, leaves first, so that nothing is reparented and survives.
+        """
+        for pid in reversed(process_tree(worker.pid)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         worker.wait(timeout=30)
 
     def restart_server(self, timeout: float = 180) -> None:
@@ -66,6 +97,12 @@ class PrefectStack:
         self.server.wait(timeout=60)
         self.server = _launch_server(self, int(self.api_url.rsplit(":", 1)[1].split("/")[0]))
         _wait_healthy(self, timeout)
+
+    def stop_workers(self) -> None:
+        """Kill every worker still running, so the next test's runs go to its own worker."""
+        for worker in self.workers:
+            if worker.poll() is None:
+                self.kill_worker(worker)
 
     def stop(self) -> None:
         for process in [*self.workers, self.server]:

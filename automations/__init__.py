@@ -1,0 +1,1 @@
+"""Prefect automations of the onboarding, kept as code and applied idempotently."""

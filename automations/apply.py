@@ -1,0 +1,77 @@
+"""Apply the desired automations: create what is missing, update what differs, delete leftovers.
+
+Keyed by name among the automations tagged as ours, so running it twice leaves one copy of each,
+and an automation that is no longer defined (or a duplicate made by hand) is removed. Automations
+without our tag are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from prefect.automations import Automation
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.events.schemas.automations import AutomationCore
+
+from automations.definitions import TAG, DeploymentIds, desired_automations
+from m365_onboarding.settings import OnboardingSettings
+
+logger = logging.getLogger(__name__)
+
+
+class DeploymentMissing(RuntimeError):
+    """A deployment the automations point at does not exist on the server."""
+
+
+@dataclass
+class ApplyReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+def deployment_ids(client: SyncPrefectClient, settings: OnboardingSettings) -> DeploymentIds:
+    ids = []
+    for name in (settings.recovery.onboarding_deployment, settings.resumer_deployment):
+        try:
+            ids.append(client.read_deployment_by_name(name).id)
+        except Exception as exc:  # ObjectNotFound, or a server that does not answer
+            raise DeploymentMissing(f"deployment {name!r} not found ({type(exc).__name__}): deploy first with `prefect deploy --all`") from None
+    return DeploymentIds(onboarding=ids[0], resumer=ids[1])
+
+
+def _comparable(automation: AutomationCore) -> dict:
+    return AutomationCore.model_validate(automation.model_dump(exclude={"id", "owner_resource"})).model_dump(mode="json", exclude={"owner_resource"})
+
+
+def apply_automations(client: SyncPrefectClient, settings: OnboardingSettings, *, dry_run: bool = False) -> ApplyReport:
+    """Make the server's automations tagged ``m365-onboarding`` equal to the desired ones."""
+    desired = {a.name: a for a in desired_automations(settings, deployment_ids(client, settings))}
+    ours = [a for a in client.read_automations() if TAG in (a.tags or [])]
+    report = ApplyReport()
+    kept: set[str] = set()
+    for existing in sorted(ours, key=lambda a: str(a.id)):
+        want = desired.get(existing.name)
+        if want is None or existing.name in kept:
+            report.deleted.append(existing.name)
+            if not dry_run:
+                client.delete_automation(existing.id)
+            continue
+        kept.add(existing.name)
+        if _comparable(existing) == _comparable(want):
+            report.unchanged.append(existing.name)
+        else:
+            report.updated.append(existing.name)
+            if not dry_run:
+                client.update_automation(existing.id, AutomationCore(**want.model_dump(exclude={"id", "owner_resource"})))
+    for name, want in desired.items():
+        if name not in kept:
+            report.created.append(name)
+            if not dry_run:
+                client.create_automation(AutomationCore(**want.model_dump(exclude={"id", "owner_resource"})))
+    for verb in ("created", "updated", "deleted"):
+        for name in getattr(report, verb):
+            logger.info("automation %r %s%s", name, verb, " (dry run)" if dry_run else "")
+    return report
