@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from prefect.automations import Automation
 from prefect.client.orchestration import SyncPrefectClient
@@ -20,8 +21,8 @@ from m365_onboarding.settings import OnboardingSettings
 logger = logging.getLogger(__name__)
 
 
-class DeploymentMissing(RuntimeError):
-    """A deployment the automations point at does not exist on the server."""
+class NotOnServer(RuntimeError):
+    """A deployment or block the automations point at is not on the server."""
 
 
 @dataclass
@@ -38,8 +39,19 @@ def deployment_ids(client: SyncPrefectClient, settings: OnboardingSettings) -> D
         try:
             ids.append(client.read_deployment_by_name(name).id)
         except Exception as exc:  # ObjectNotFound, or a server that does not answer
-            raise DeploymentMissing(f"deployment {name!r} not found ({type(exc).__name__}): deploy first with `prefect deploy --all`") from None
+            raise NotOnServer(f"deployment {name!r} not found ({type(exc).__name__}): deploy first with `prefect deploy --all`") from None
     return DeploymentIds(onboarding=ids[0], resumer=ids[1])
+
+
+def team_block_id(client: SyncPrefectClient, settings: OnboardingSettings) -> UUID | None:
+    slug = settings.notifications.team_block
+    if slug is None:
+        return None
+    block_type, name = slug.split("/")
+    try:
+        return client.read_block_document_by_name(name=name, block_type_slug=block_type).id
+    except Exception as exc:  # ObjectNotFound
+        raise NotOnServer(f"notification block {slug!r} not found ({type(exc).__name__}): create it first (UI → Blocks, or Python)") from None
 
 
 def _comparable(automation: AutomationCore) -> dict:
@@ -48,7 +60,9 @@ def _comparable(automation: AutomationCore) -> dict:
 
 def apply_automations(client: SyncPrefectClient, settings: OnboardingSettings, *, dry_run: bool = False) -> ApplyReport:
     """Make the server's automations tagged ``m365-onboarding`` equal to the desired ones."""
-    desired = {a.name: a for a in desired_automations(settings, deployment_ids(client, settings))}
+    desired = {a.name: a for a in desired_automations(settings, deployment_ids(client, settings), team_block_id(client, settings))}
+    if settings.notifications.team_block is None:
+        logger.warning("no team notification block configured (NOTIFICATIONS__TEAM_BLOCK): stall and failure alerts are not applied")
     ours = [a for a in client.read_automations() if TAG in (a.tags or [])]
     report = ApplyReport()
     kept: set[str] = set()

@@ -15,7 +15,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from prefect.automations import Automation
-from prefect.events.actions import ChangeFlowRunState, RunDeployment
+from prefect.events.actions import ChangeFlowRunState, RunDeployment, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.client.schemas.objects import StateType
 
@@ -30,6 +30,31 @@ FLOW_RUN_ID = {"__prefect_kind": "jinja", "template": "{{ flow_run.id }}"}  # th
 class DeploymentIds:
     onboarding: UUID
     resumer: UUID
+
+
+# Each waiting step: the policy that sets its stall threshold, and what a person should do about it.
+STALL_ALERTS: dict[str, tuple[str, str]] = {
+    "admin_consent": ("admin_consent", "Call the customer's contact: their Global Administrator has not granted consent (the link is in the checklist)."),
+    "console_access": ("customer_change", "Ask the customer's admin to invite the SOC guest and assign Global Reader (instructions in the checklist)."),
+    "cross_tenant_access": ("customer_change", "Ask the customer's admin to add the provider's cross-tenant partner entry (instructions in the checklist)."),
+    "unified_audit_log": ("customer_change", "Ask the customer's admin to turn on the unified audit log (instructions in the checklist)."),
+    "audit_activation": ("audit_activation", "Check Get-AdminAuditLogConfig in the tenant; if it reads True, open a case with Microsoft support."),
+    "device_healthy": ("device_healthy", "Open the device in Workbench and read its status details; consent was re-checked automatically."),
+    "first_data": ("first_data", "Check the Management Activity subscriptions and the device's status in Workbench."),
+    "first_alerts": ("first_alerts", "Data flows but nothing was raised yet: confirm with the SOC that the tenant is quiet, not unmonitored."),
+}
+
+
+def _human(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:g} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min"
+
+
+LINK = "{{ flow_run|ui_url }}"
+MIN_PROACTIVE_S = 10  # Prefect refuses a shorter window for a proactive trigger
 
 
 def _deployment(deployment_id: UUID) -> str:
@@ -84,6 +109,122 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
     return [silent, restart]
 
 
-def desired_automations(settings: OnboardingSettings, ids: DeploymentIds) -> list[Automation]:
+def _tenant_step(step: str) -> dict[str, str]:
+    return {"prefect.resource.id": "m365.tenant.*", "onboarding.step": step}
+
+
+def notifications(settings: OnboardingSettings, ids: DeploymentIds, team_block: UUID) -> list[Automation]:
+    """Tell the team about stalled steps, failed runs, runs no worker picks up, retries and completions."""
+    waits = settings.waits
+    scale = f" (time scale {waits.time_scale:g})" if waits.time_scale != 1 else ""
+    onboarding_runs = {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)}
+    result = []
+    for step, (policy_name, next_action) in STALL_ALERTS.items():
+        policy = getattr(waits, policy_name)
+        result.append(Automation(
+            name=f"{PREFIX}{step} stalled",
+            description=f"For each tenant: {step} waiting and not completed within {_human(policy.stall_s)}{scale}.",
+            tags=[TAG],
+            trigger=EventTrigger(
+                match=_tenant_step(step),
+                after={"onboarding.step.waiting"},
+                expect={"onboarding.step.completed", "onboarding.step.failed"},
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=timedelta(seconds=max(MIN_PROACTIVE_S, policy.stall_s / waits.time_scale)),
+            ),
+            actions=[SendNotification(
+                block_document_id=team_block,
+                subject=f"Onboarding stalled: {{{{ event.resource.name }}}}, {step}",
+                body=(
+                    f"Onboarding of {{{{ event.resource.name }}}} (tenant {{{{ event.payload.tenant_id }}}}) is stalled at {step}: "
+                    f"waiting for more than {_human(policy.stall_s)}{scale}, expected within {_human(policy.expected_s)}.\n"
+                    f"Last observed: {{{{ event.payload.detail }}}}; waiting for: {{{{ event.payload.waiting_for }}}}.\n"
+                    f"Next action: {next_action}\nFlow run: {LINK}"
+                ),
+            )],
+        ))
+    result.append(Automation(
+        name=f"{PREFIX}onboarding run failed or crashed",
+        description="An onboarding run ended Failed or Crashed (a crashed run is also restarted automatically).",
+        tags=[TAG],
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"}, match_related=onboarding_runs,
+            expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"}, posture=Posture.Reactive, threshold=1, within=timedelta(0),
+        ),
+        actions=[SendNotification(
+            block_document_id=team_block,
+            subject="Onboarding run {{ flow_run.name }} {{ flow_run.state.name }}",
+            body=("Onboarding run {{ flow_run.name }} ended {{ flow_run.state.name }}: {{ flow_run.state.message }}\n"
+                  f"Next action: read the run's logs and the tenant's checklist; a Crashed run is restarted automatically "
+                  f"up to {settings.recovery.max_recoveries} times.\nFlow run: {LINK}"),
+        )],
+    ))
+    result.append(Automation(
+        name=f"{PREFIX}resumed run not picked up",
+        description=f"A resumed onboarding run not Running within {_human(settings.notifications.no_worker_after_s)}: no worker serves the pool.",
+        tags=[TAG],
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"}, match_related=onboarding_runs,
+            after={"prefect.flow-run.Resuming", "prefect.flow-run.AwaitingRecovery"}, expect={"prefect.flow-run.Running"},
+            for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+            within=timedelta(seconds=max(MIN_PROACTIVE_S, settings.notifications.no_worker_after_s / waits.time_scale)),
+        ),
+        actions=[SendNotification(
+            block_document_id=team_block,
+            subject="No worker picks up onboarding run {{ flow_run.name }}",
+            body=(f"Onboarding run {{{{ flow_run.name }}}} was resumed but has not started for {_human(settings.notifications.no_worker_after_s)}.\n"
+                  f"Next action: start a worker on the pool (prefect worker start --pool <pool>).\nFlow run: {LINK}"),
+        )],
+    ))
+    result.append(Automation(
+        name=f"{PREFIX}onboarding run late",
+        description="A scheduled onboarding or resumer run is Late: no worker picked it up on time.",
+        tags=[TAG],
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "deployment", "prefect.resource.id": [_deployment(ids.onboarding), _deployment(ids.resumer)]},
+            expect={"prefect.flow-run.Late"}, posture=Posture.Reactive, threshold=1, within=timedelta(0),
+        ),
+        actions=[SendNotification(
+            block_document_id=team_block,
+            subject="Late: {{ flow_run.name }}",
+            body=f"Run {{{{ flow_run.name }}}} is Late: no worker picked it up on time.\nNext action: start a worker on the pool.\nFlow run: {LINK}",
+        )],
+    ))
+    result.append(Automation(
+        name=f"{PREFIX}automatic retry on stall",
+        description="A stalled step retried something by itself (e.g. re-checked consent); the team hears of it once.",
+        tags=[TAG],
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "m365.tenant.*"}, expect={"onboarding.step.retried"},
+            posture=Posture.Reactive, threshold=1, within=timedelta(0),
+        ),
+        actions=[SendNotification(
+            block_document_id=team_block,
+            subject="Automatic retry: {{ event.resource.name }}, {{ event.payload.step }}",
+            body=("{{ event.resource.name }} (tenant {{ event.payload.tenant_id }}): {{ event.payload.step }} stalled, so "
+                  "{{ event.payload.action }} ran by itself. Found: {{ event.payload.detail }}\nFlow run: " + LINK),
+        )],
+    ))
+    result.append(Automation(
+        name=f"{PREFIX}tenant onboarded",
+        description="A tenant finished onboarding (first alerts, or a quiet alert window).",
+        tags=[TAG],
+        trigger=EventTrigger(
+            match=_tenant_step("first_alerts"), expect={"onboarding.step.completed"},
+            posture=Posture.Reactive, threshold=1, within=timedelta(0),
+        ),
+        actions=[SendNotification(
+            block_document_id=team_block,
+            subject="Onboarded: {{ event.resource.name }}",
+            body="{{ event.resource.name }} (tenant {{ event.payload.tenant_id }}) is onboarded: {{ event.payload.detail }}\nFlow run: " + LINK,
+        )],
+    ))
+    return result
+
+
+def desired_automations(settings: OnboardingSettings, ids: DeploymentIds, team_block: UUID | None = None) -> list[Automation]:
     """Every automation the project wants on the server, each with a unique name."""
-    return crash_recovery(settings, ids)
+    return crash_recovery(settings, ids) + (notifications(settings, ids, team_block) if team_block else [])

@@ -35,7 +35,8 @@ from tasks.prefect_tasks import check_step, check_tenant_task, choose_step_modes
 from tasks.runtime import BlockNames, TenantRequest
 from tasks.security_device import Stage
 from tasks.step import Mode, Outcome, StepResult
-from tasks.tracking import Checklist, Transition, create_progress, record_transition, update_progress
+from tasks.customer_messages import first_request, notify_customer, reminder
+from tasks.tracking import Checklist, Transition, create_progress, record_retry, record_transition, update_progress
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -73,6 +74,20 @@ class AlreadyOnboarding(OnboardingError):
     """Another onboarding run for the same tenant is still active."""
 
     next_action = "Follow the active run in the Prefect UI, or cancel it before starting a new one."
+
+
+CUSTOMER_WAITS = ("admin_consent", *CUSTOMER_STEPS)  # waits that only the customer's admin can end
+
+
+def recheck_consent_on_stall(tenant: TenantRequest, blocks: BlockNames, tracker: _Tracker) -> None:
+    """Automatic retry on a stalled device: check consent and every permission again, and say what was found."""
+    try:
+        found = check_step("admin_consent", "stall-recheck", 0, tenant, Mode.APPLY, blocks)
+        finding = "consent and every permission are still granted" if found.outcome == Outcome.CONVERGED else found.message
+    except OnboardingError as exc:
+        finding = str(exc)
+    get_run_logger().warning("tenant=%s step=device_healthy stalled; re-checked admin consent: %s", tenant.tenant_id, finding)
+    record_retry(tenant, "device_healthy", "recheck_admin_consent", finding)
 
 
 ACTIVE = [StateType.RUNNING, StateType.PENDING, StateType.PAUSED, StateType.SCHEDULED, StateType.CANCELLING]
@@ -139,19 +154,31 @@ def onboard_tenant(request: OnboardingRequest) -> dict[str, Any]:
     tracker = _Tracker(tenant, create_progress(tenant))
     results: dict[str, StepResult] = {}
 
-    def step_wait(wait: str, step: str, mode: Mode, done: Any) -> tuple[StepResult, bool]:
-        policy = settings.waits.policy(wait)
+    def step_wait(wait: str, step: str, mode: Mode, done: Any, policy_name: str | None = None) -> tuple[StepResult, bool]:
+        policy = settings.waits.policy(policy_name or wait)
+        on_customer = wait in CUSTOMER_WAITS  # only the customer's admin can end this wait: tell them, remind them
+        provider = settings.provider.display_name
+        customer_block = settings.notifications.customer_block
 
         def waiting(result: StepResult, window: WaitWindow) -> None:
             tracker.mark(wait, Transition.WAITING, result.message, waiting_for=result.waiting_for, until=window.deadline,
                          next_action=result.instructions)
+            if on_customer:
+                notify_customer(tenant, f"{wait}-request", *first_request(tenant, request.customer_contact_email, wait, result.instructions, provider), customer_block)
+
+        def remind(result: StepResult, window: WaitWindow) -> None:
+            waited_h = (policy.remind_s or 0) * settings.waits.time_scale / 3600
+            notify_customer(tenant, f"{wait}-reminder", *reminder(tenant, request.customer_contact_email, wait, result.instructions, provider, waited_h), customer_block)
 
         def stalled(result: StepResult, window: WaitWindow) -> None:
             tracker.mark(wait, Transition.STALLED, f"expected within {policy.expected_s:.0f}s", waiting_for=result.waiting_for,
                          until=window.deadline, next_action=result.instructions)
+            if wait == "device_healthy":  # an unhealthy device is most often a permission the admin withdrew
+                recheck_consent_on_stall(tenant, blocks, tracker)
 
         return durable_wait(
             wait, policy, lambda attempt: check_step(step, wait, attempt, tenant, mode, blocks), done, waiting, stalled,
+            on_remind=remind if on_customer else None,
             suspend_from_s=settings.waits.suspend_from_s / settings.waits.time_scale,
             resumer_deployment=settings.resumer_deployment,
         )
@@ -185,7 +212,7 @@ def onboard_tenant(request: OnboardingRequest) -> dict[str, Any]:
     for name, future in futures.items():
         result = tracker.guard(name, future.result)
         if result.outcome == Outcome.ACTION_REQUIRED:  # guide mode: wait, read-only, until the admin did it
-            result, ok = step_wait(name, name, Mode(modes[name].mode), lambda r: r.outcome in (Outcome.CONVERGED, Outcome.WAITING))
+            result, ok = step_wait(name, name, Mode(modes[name].mode), lambda r: r.outcome in (Outcome.CONVERGED, Outcome.WAITING), "customer_change")
             if not ok:
                 tracker.fail(name, WaitLimitReached(f"{name}: the customer's change was not seen before the limit."))
         results[name] = result

@@ -77,6 +77,7 @@ def durable_wait(
     on_waiting: Callable[[StepResult, WaitWindow], None],
     on_stalled: Callable[[StepResult, WaitWindow], None],
     *,
+    on_remind: Callable[[StepResult, WaitWindow], None] | None = None,
     suspend_from_s: float,
     resumer_deployment: str,
 ) -> tuple[StepResult, bool]:
@@ -93,6 +94,8 @@ def durable_wait(
             return result, False
         if attempt == 0:
             on_waiting(result, window)
+        if on_remind is not None and policy.remind_s is not None and now >= window.started_at + timedelta(seconds=policy.remind_s):
+            on_remind(result, window)  # the callback sends once per run (a cached task)
         if now >= window.stalled_at:
             on_stalled(result, window)
         next_at = min(now + timedelta(seconds=policy.interval_s), window.deadline)

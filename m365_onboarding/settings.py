@@ -7,6 +7,8 @@ of Expel's Microsoft 365 setup guide, so another provider changes settings, not 
 
 from __future__ import annotations
 
+from typing import Any
+
 from enum import StrEnum
 from pathlib import Path
 
@@ -137,6 +139,7 @@ class WaitPolicy(BaseModel):
     stall_s: float = Field(gt=0, description="Past this the wait is stalled and people are told.")
     limit_s: float = Field(gt=0, description="Past this the wait fails the run.")
     interval_s: float = Field(gt=0, description="Pause between two checks.")
+    remind_s: float | None = Field(default=None, gt=0, description="When the customer's contact is reminded, if the wait is on them.")
 
     @model_validator(mode="after")
     def _ordered(self) -> WaitPolicy:
@@ -153,17 +156,33 @@ class WaitSettings(BaseModel):
 
     time_scale: float = Field(default=1.0, gt=0, description="Divide every duration by this (sandbox runs on compressed time).")
     suspend_from_s: float = Field(default=300.0, ge=0, description="Pauses at least this long release the worker (suspend); shorter ones poll in-process.")
-    admin_consent: WaitPolicy = WaitPolicy(expected_s=24 * HOUR, stall_s=72 * HOUR, limit_s=14 * 24 * HOUR, interval_s=HOUR)
+    admin_consent: WaitPolicy = WaitPolicy(expected_s=24 * HOUR, stall_s=72 * HOUR, limit_s=14 * 24 * HOUR, interval_s=HOUR, remind_s=24 * HOUR)
+    # A guide-mode step waiting for the customer's admin to make the change (console access, cross-tenant access, audit log).
+    customer_change: WaitPolicy = WaitPolicy(expected_s=24 * HOUR, stall_s=72 * HOUR, limit_s=14 * 24 * HOUR, interval_s=HOUR, remind_s=24 * HOUR)
     audit_activation: WaitPolicy = WaitPolicy(expected_s=HOUR, stall_s=2 * HOUR, limit_s=24 * HOUR, interval_s=600)
     device_healthy: WaitPolicy = WaitPolicy(expected_s=600, stall_s=1800, limit_s=24 * HOUR, interval_s=300)
     first_data: WaitPolicy = WaitPolicy(expected_s=1.5 * HOUR, stall_s=12 * HOUR, limit_s=48 * HOUR, interval_s=1800)
     first_alerts: WaitPolicy = WaitPolicy(expected_s=72 * HOUR, stall_s=96 * HOUR, limit_s=7 * 24 * HOUR, interval_s=4 * HOUR)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_policies(cls, data: Any) -> Any:
+        """Setting one field of a wait (e.g. WAITS__AUDIT_ACTIVATION__LIMIT_S) keeps the others' defaults."""
+        if isinstance(data, dict):
+            for name, value in list(data.items()):
+                field = cls.model_fields.get(name)
+                if field is not None and isinstance(field.default, WaitPolicy) and isinstance(value, dict):
+                    data[name] = field.default.model_dump() | value
+        return data
+
     def policy(self, name: str) -> WaitPolicy:
         """The named policy with every duration divided by the time scale."""
         base: WaitPolicy = getattr(self, name)
         k = self.time_scale
-        return WaitPolicy(expected_s=base.expected_s / k, stall_s=base.stall_s / k, limit_s=base.limit_s / k, interval_s=base.interval_s / k)
+        return WaitPolicy(
+            expected_s=base.expected_s / k, stall_s=base.stall_s / k, limit_s=base.limit_s / k, interval_s=base.interval_s / k,
+            remind_s=base.remind_s / k if base.remind_s is not None else None,
+        )
 
 
 class RecoverySettings(BaseModel):
@@ -179,6 +198,26 @@ class RecoverySettings(BaseModel):
     @property
     def silent_after_s(self) -> int:
         return self.heartbeat_s * self.missed_heartbeats
+
+
+class NotificationSettings(BaseModel):
+    """Who is told what: Prefect notification blocks, named by slug ``<block-type>/<name>``."""
+
+    team_block: str | None = Field(
+        default=None, description="The onboarding team's channel, e.g. slack-webhook/onboarding, ms-teams-webhook/soc, custom-webhook/pager."
+    )
+    customer_block: str | None = Field(
+        default=None, description="Channel for messages to the customer's contact (consent link, guide instructions, reminders)."
+    )
+    ui_url: str | None = Field(default=None, description="Prefect UI base URL for links in messages (default: PREFECT_UI_URL).")
+    no_worker_after_s: float = Field(default=900, gt=0, description="A resumed run not Running after this long has no worker to run it.")
+
+    @field_validator("team_block", "customer_block")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if value is not None and (value.count("/") != 1 or not all(value.split("/"))):
+            raise ValueError(f"a block is named '<block-type-slug>/<block-name>', e.g. slack-webhook/onboarding; got {value!r}")
+        return value
 
 
 class OnboardingSettings(BaseSettings):
@@ -198,6 +237,7 @@ class OnboardingSettings(BaseSettings):
     waits: WaitSettings = WaitSettings()
     resumer_deployment: str = Field(default="resume-onboarding/resume-onboarding", description="Deployment that resumes a suspended run.")
     recovery: RecoverySettings = RecoverySettings()
+    notifications: NotificationSettings = NotificationSettings()
 
     @model_validator(mode="after")
     def _sandbox_needs_its_ca(self) -> OnboardingSettings:

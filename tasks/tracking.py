@@ -103,13 +103,17 @@ def record_transition(
     at = datetime.now(UTC)
     checklist = checklist.model_copy(deep=True)
     checklist.set(step, transition, at, detail, **(extra or {}))
+    status = checklist.steps[step]
     run = FlowRunContext.get()
     emit_event(
         # The same id on a retry: the server stores an event id once.
         id=uuid5(NAMESPACE_URL, f"{run.flow_run.id if run and run.flow_run else 'local'}/{request.tenant_id}/{step}/{transition.value}"),
         event=f"onboarding.step.{transition.value}",
         resource={**tenant_resource(request), "onboarding.step": step},
-        payload={"step": step, "detail": detail, "tenant_id": request.tenant_id, "organization": request.organization_name},
+        # What a person needs in a notification: the automations' message templates read these.
+        payload={"step": step, "detail": detail, "tenant_id": request.tenant_id, "organization": request.organization_name,
+                 "waiting_for": status.waiting_for, "next_action": status.next_action,
+                 "until": status.until.isoformat() if status.until else None},
     )
     create_markdown_artifact(
         markdown=checklist.markdown(request),
@@ -127,3 +131,21 @@ def create_progress(request: TenantRequest) -> UUID:
 @task(name="update_progress", persist_result=True, cache_policy=ONCE_PER_RUN, **ORCHESTRATION_RETRIES)
 def update_progress(artifact_id: UUID, fraction: float) -> None:
     update_progress_artifact(artifact_id=artifact_id, progress=round(fraction * 100, 1))
+
+
+@task(
+    name="record_retry",
+    task_run_name="{step}-retried",
+    persist_result=True,
+    cache_policy=STEP_ID + (INPUTS - "finding") + RUN_ID,  # once per step, action and run
+    **ORCHESTRATION_RETRIES,
+)
+def record_retry(request: TenantRequest, step: str, action: str, finding: str) -> None:
+    """Emit ``onboarding.step.retried``: what was retried automatically on a stall, and what it found."""
+    run = FlowRunContext.get()
+    emit_event(
+        id=uuid5(NAMESPACE_URL, f"{run.flow_run.id if run and run.flow_run else 'local'}/{request.tenant_id}/{step}/retried/{action}"),
+        event="onboarding.step.retried",
+        resource={**tenant_resource(request), "onboarding.step": step},
+        payload={"step": step, "action": action, "detail": finding, "tenant_id": request.tenant_id, "organization": request.organization_name},
+    )

@@ -9,13 +9,14 @@ import pytest
 from prefect.automations import Automation
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import DeploymentCreate
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.events.actions import CancelFlowRun
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.testing.utilities import prefect_test_harness
 
-from automations.apply import DeploymentMissing, apply_automations
+from automations.apply import NotOnServer, apply_automations
 from automations.definitions import TAG
-from m365_onboarding.settings import OnboardingSettings, RecoverySettings
+from m365_onboarding.settings import NotificationSettings, OnboardingSettings, RecoverySettings
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def _ours(client: SyncPrefectClient) -> list[Automation]:
 
 def test_apply_needs_the_deployments(client: SyncPrefectClient) -> None:
     settings = OnboardingSettings(resumer_deployment="nowhere/none")
-    with pytest.raises(DeploymentMissing, match="deployment 'onboard-tenant/onboard-tenant' not found|deployment 'nowhere/none' not found"):
+    with pytest.raises(NotOnServer, match="deployment 'onboard-tenant/onboard-tenant' not found|deployment 'nowhere/none' not found"):
         apply_automations(client, settings)
 
 
@@ -76,3 +77,32 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
     dry = apply_automations(client, settings, dry_run=True)
     assert dry.updated == ["m365-onboarding: mark silent runs Crashed"]
     assert next(a for a in _ours(client) if a.name.endswith("Crashed")).trigger.within == timedelta(seconds=90)
+
+
+def test_notifications_need_the_team_block_and_apply_once(client: SyncPrefectClient) -> None:
+    if not any(d.name == "onboard-tenant" for d in client.read_deployments()):
+        _deploy(client)
+    settings = OnboardingSettings(notifications=NotificationSettings(team_block="custom-webhook/onboarding-team"))
+    with pytest.raises(NotOnServer, match="notification block 'custom-webhook/onboarding-team' not found"):
+        apply_automations(client, settings)
+
+    CustomWebhookNotificationBlock(name="team", url="https://127.0.0.1:9/hook", json_data={"text": "{{body}}"}).save("onboarding-team", overwrite=True)
+    first = apply_automations(client, settings)
+    stalls = sorted(n for n in first.created if n.endswith(" stalled"))
+    assert stalls == [f"m365-onboarding: {s} stalled" for s in sorted(
+        ["admin_consent", "console_access", "cross_tenant_access", "unified_audit_log", "audit_activation", "device_healthy", "first_data", "first_alerts"])]
+    assert "m365-onboarding: onboarding run failed or crashed" in first.created and "m365-onboarding: tenant onboarded" in first.created
+    second = apply_automations(client, settings)
+    assert second.created == second.updated == second.deleted == []
+
+    audit = next(a for a in _ours(client) if a.name == "m365-onboarding: audit_activation stalled")
+    assert audit.trigger.within == timedelta(hours=2)  # the guide: up to 60 minutes; stalled at twice that
+    assert audit.trigger.model_dump(mode="json")["match"] == {"prefect.resource.id": "m365.tenant.*", "onboarding.step": "audit_activation"}
+    assert "Next action:" in audit.actions[0].body and "{{ flow_run|ui_url }}" in audit.actions[0].body
+
+    # Compressed time (the sandbox demo) scales every threshold.
+    fast = OnboardingSettings(notifications=settings.notifications, waits={"time_scale": 360})
+    assert apply_automations(client, fast).created == []
+    stalls = {a.name: a.trigger.within for a in _ours(client) if a.name.endswith(" stalled")}
+    assert stalls["m365-onboarding: audit_activation stalled"] == timedelta(seconds=20)
+    assert stalls["m365-onboarding: device_healthy stalled"] == timedelta(seconds=10)  # 5 s scaled, raised to Prefect's minimum

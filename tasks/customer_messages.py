@@ -1,0 +1,67 @@
+"""Messages to the customer's contact: what only their admin can do, and reminders while it waits.
+
+Sent through a Prefect notification block (``M365_ONBOARD_NOTIFICATIONS__CUSTOMER_BLOCK``). Each
+message goes once per run: the task is cached on (kind, run), so a re-executed run does not send it
+again. The texts are ours; they carry the step's instructions (links, settings to change) and
+never a secret.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.blocks.core import Block
+from prefect.blocks.notifications import NotificationBlock
+from prefect.cache_policies import INPUTS, RUN_ID
+
+from tasks.caching import STEP_ID
+from tasks.runtime import TenantRequest
+
+STEP_TITLES = {
+    "admin_consent": "grant admin consent to the provider's app",
+    "console_access": "invite the provider's SOC account and give it the Global Reader role",
+    "cross_tenant_access": "add the provider as a cross-tenant partner",
+    "unified_audit_log": "turn on the unified audit log",
+}
+
+
+def first_request(request: TenantRequest, contact: str, step: str, instructions: str | None, provider: str) -> tuple[str, str]:
+    subject = f"{provider} onboarding of {request.organization_name}: please {STEP_TITLES.get(step, step)}"
+    body = (
+        f"To: {contact}\n"
+        f"Hello, to finish connecting {request.organization_name} to {provider}, an administrator of your "
+        f"Microsoft 365 tenant ({request.tenant_id}) needs to {STEP_TITLES.get(step, step)}.\n\n"
+        f"{instructions or ''}\n\nWe check for the change regularly and carry on by ourselves once it is done."
+    )
+    return subject, body.strip()
+
+
+def reminder(request: TenantRequest, contact: str, step: str, instructions: str | None, provider: str, waited_h: float) -> tuple[str, str]:
+    subject = f"Reminder: {provider} onboarding of {request.organization_name} is waiting for you"
+    body = (
+        f"To: {contact}\n"
+        f"We asked {waited_h:.0f} hours ago for an administrator of {request.organization_name} to "
+        f"{STEP_TITLES.get(step, step)}, and have not seen the change yet.\n\n{instructions or ''}"
+    )
+    return subject, body.strip()
+
+
+@task(
+    name="notify_customer",
+    task_run_name="notify-customer-{kind}",
+    persist_result=True,
+    cache_policy=STEP_ID + (INPUTS - "subject" - "body") + RUN_ID,  # once per kind and run, whatever the text
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],  # a webhook or mail server that is briefly down
+)
+def notify_customer(request: TenantRequest, kind: str, subject: str, body: str, block_slug: str | None) -> bool:
+    """Send one message to the customer's contact through the configured block; False if none is configured."""
+    logger = get_run_logger()
+    if block_slug is None:
+        logger.info("tenant=%s message=%s not sent: no customer channel configured (NOTIFICATIONS__CUSTOMER_BLOCK); it is in the checklist", request.tenant_id, kind)
+        return False
+    block = Block.load(block_slug)
+    if not isinstance(block, NotificationBlock):
+        raise TypeError(f"block {block_slug!r} is a {type(block).__name__}, not a notification block")
+    block.notify(body=body, subject=subject)
+    logger.info("tenant=%s message=%s sent to the customer's contact through %s", request.tenant_id, kind, block_slug)
+    return True

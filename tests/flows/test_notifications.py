@@ -1,0 +1,161 @@
+"""Stalled steps notify people: a real Prefect server (its trigger and action services running), the
+automations applied from code, a process worker, the sandbox on compressed time, and a local webhook
+receiver behind Prefect's own CustomWebhookNotificationBlock for the team and for the customer.
+
+Four tenants: consent never comes, the device stays unhealthy, the audit log never activates, and a
+healthy one. Each produces exactly the expected messages, and the healthy one only its completion.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from automations.apply import apply_automations
+from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from m365_onboarding.settings import OnboardingSettings
+from tests.prefect_harness import POOL, PrefectStack, start_prefect
+from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+
+ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
+SCALE = 3600  # an hour of scenario time per second
+NO_CONSENT, UNHEALTHY, NO_AUDIT, HEALTHY = (f"3c3c3c3c-0000-4000-8000-00000000000{i}" for i in range(1, 5))
+NAMES = {NO_CONSENT: "Never Consents", UNHEALTHY: "Unhealthy Device", NO_AUDIT: "Audit Never Active", HEALTHY: "Healthy Tenant"}
+SCENARIO = {
+    "workbench": {"organizations": [{"id": ORG, "name": "Notified Customers"}],
+                  "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]},
+    "tenants": [
+        {"id": NO_CONSENT, "display_name": NAMES[NO_CONSENT], "initial_domain": "never.onmicrosoft.com", "consent": {"given": "never"}},
+        {"id": UNHEALTHY, "display_name": NAMES[UNHEALTHY], "initial_domain": "unhealthy.onmicrosoft.com", "audit": {"enabled": True},
+         "device": {"health": "stays_unhealthy", "health_check_delay": "0s", "health_check_interval": "30m"}},
+        {"id": NO_AUDIT, "display_name": NAMES[NO_AUDIT], "initial_domain": "noaudit.onmicrosoft.com",
+         "audit": {"enabled": False, "activation_delay": "1000h"}},
+        {"id": HEALTHY, "display_name": NAMES[HEALTHY], "initial_domain": "healthy.onmicrosoft.com", "audit": {"enabled": True},
+         "device": {"health_check_delay": "0s", "first_data_delay": "0s", "first_alert_delay": "0s"}},
+    ],
+}
+# Thresholds in scenario time (divided by SCALE at run time): consent reminder 20 s, escalation 40 s, limit 90 s.
+WAITS = {
+    "ADMIN_CONSENT": {"EXPECTED_S": 10 * 3600, "REMIND_S": 20 * 3600, "STALL_S": 40 * 3600, "LIMIT_S": 90 * 3600, "INTERVAL_S": 4 * 3600},
+    "AUDIT_ACTIVATION": {"INTERVAL_S": 2 * 3600, "LIMIT_S": 30 * 3600},  # stalled at 2 h: alerted at Prefect's 10 s minimum
+    "DEVICE_HEALTHY": {"INTERVAL_S": 2 * 3600, "LIMIT_S": 30 * 3600},
+}
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    messages: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).messages.append({"channel": self.path.strip("/"), **body})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _env(sandbox: SandboxHandle) -> dict[str, str]:
+    env = {f"M365_ONBOARD_{k.upper()}": str(v) for k, v in sandbox_settings(sandbox).model_dump(exclude_none=True).items()
+           if isinstance(v, str | int | float | Path)}
+    env |= {
+        "M365_ONBOARD_WAITS__TIME_SCALE": str(SCALE),
+        "M365_ONBOARD_WAITS__SUSPEND_FROM_S": str(10 * 24 * 3600),  # pauses stay in-process: this test is about messages
+        "M365_ONBOARD_TIMING__CONSISTENCY_INTERVAL_S": "0.1",
+        "M365_ONBOARD_NOTIFICATIONS__TEAM_BLOCK": "custom-webhook/team",
+        "M365_ONBOARD_NOTIFICATIONS__CUSTOMER_BLOCK": "custom-webhook/customer",
+    }
+    for wait, values in WAITS.items():
+        env |= {f"M365_ONBOARD_WAITS__{wait}__{key}": str(value) for key, value in values.items()}
+    return env
+
+
+def _settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> OnboardingSettings:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return OnboardingSettings()
+
+
+@pytest.mark.timeout(900)
+def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, receiver: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sandbox").mkdir()
+    sandbox = start_sandbox(tmp_path / "sandbox", SCENARIO, time_scale=SCALE)
+    stack: PrefectStack = start_prefect(tmp_path / "prefect")
+    try:
+        stack.cli("work-pool", "create", POOL, "--type", "process")
+        stack.cli("deploy", "--all", "--no-prompt")
+        env = _env(sandbox)
+        with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
+            for channel in ("team", "customer"):
+                CustomWebhookNotificationBlock(name=channel, url=f"{receiver}/{channel}",
+                                               json_data={"subject": "{{subject}}", "body": "{{body}}"}).save(channel)
+            report = apply_automations(client, _settings(env, monkeypatch))
+            assert len(report.created) == 15, report
+            suffix = uuid.uuid4().hex[:6]
+            ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(f"app-{suffix}")
+            WorkbenchCredentials(api_key=sandbox.workbench_key()).save(f"wb-{suffix}")
+            stack.start_worker(env)
+            runs = {
+                tenant: run_deployment(
+                    "onboard-tenant/onboard-tenant", timeout=0,
+                    parameters={"request": {"tenant_id": tenant, "organization_name": name, "provider_org_id": ORG,
+                                            "customer_contact_email": f"admin@{name.split()[0].lower()}.example",
+                                            "blocks": {"provider_app": f"app-{suffix}", "workbench": f"wb-{suffix}"}}},
+                ).id
+                for tenant, name in NAMES.items()
+            }
+            deadline = time.monotonic() + 600
+            while not all((s := client.read_flow_run(r).state) is not None and s.is_final() for r in runs.values()):
+                assert time.monotonic() < deadline, {t: client.read_flow_run(r).state for t, r in runs.items()}
+                time.sleep(2)
+            final = {tenant: client.read_flow_run(r).state.name for tenant, r in runs.items()}
+        assert final == {NO_CONSENT: "Failed", UNHEALTHY: "Failed", NO_AUDIT: "Failed", HEALTHY: "Completed"}, final
+        time.sleep(20)  # let the last actions deliver; then nothing more may arrive
+    finally:
+        stack.stop()
+        sandbox.stop()
+
+    def subjects(channel: str, name: str) -> list[str]:
+        return sorted(m["subject"] for m in _Receiver.messages if m["channel"] == channel and name in m["subject"] + m["body"])
+
+    assert subjects("team", NAMES[HEALTHY]) == [f"Onboarded: {NAMES[HEALTHY]}"]
+    assert subjects("customer", NAMES[HEALTHY]) == []
+    assert subjects("team", NAMES[NO_CONSENT]) == sorted([f"Onboarding stalled: {NAMES[NO_CONSENT]}, admin_consent", f"Onboarding run onboard-{NAMES[NO_CONSENT]} Failed"])
+    assert subjects("customer", NAMES[NO_CONSENT]) == sorted([
+        f"Expel onboarding of {NAMES[NO_CONSENT]}: please grant admin consent to the provider's app",
+        f"Reminder: Expel onboarding of {NAMES[NO_CONSENT]} is waiting for you",
+    ])
+    assert subjects("team", NAMES[UNHEALTHY]) == sorted([
+        f"Onboarding stalled: {NAMES[UNHEALTHY]}, device_healthy", f"Automatic retry: {NAMES[UNHEALTHY]}, device_healthy",
+        f"Onboarding run onboard-{NAMES[UNHEALTHY]} Failed"])
+    assert subjects("team", NAMES[NO_AUDIT]) == sorted([f"Onboarding stalled: {NAMES[NO_AUDIT]}, audit_activation", f"Onboarding run onboard-{NAMES[NO_AUDIT]} Failed"])
+    assert subjects("customer", NAMES[UNHEALTHY]) == subjects("customer", NAMES[NO_AUDIT]) == []
+
+    stalled = next(m["body"] for m in _Receiver.messages if m["subject"] == f"Onboarding stalled: {NAMES[NO_AUDIT]}, audit_activation")
+    assert NO_AUDIT in stalled and "waiting for more than 2 h" in stalled and "Next action: Check Get-AdminAuditLogConfig" in stalled
+    assert "/runs/flow-run/" in stalled, stalled
+    request = next(m["body"] for m in _Receiver.messages if m["subject"].startswith("Expel onboarding of Never"))
+    assert "To: admin@never.example" in request and "adminconsent" in request.lower(), request
+    retry = next(m["body"] for m in _Receiver.messages if m["subject"].startswith("Automatic retry"))
+    assert "consent and every permission are still granted" in retry, retry
+    secrets = [sandbox.app_secret(), sandbox.workbench_key()]
+    assert not any(secret in json.dumps(_Receiver.messages) for secret in secrets)
