@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,13 +13,17 @@ from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
-from flows.onboard_tenant import OnboardingRequest, onboard_tenant
+from clients.http import VerifiedSession
+from flows.onboard_tenant import OnboardingRequest, StepModes, onboard_tenant
+from m365_onboarding.settings import EXPEL_TENANT_ID
+from tasks.step import Mode
 from tasks.runtime import BlockNames
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 FRESH = "1a1a1a1a-0000-4000-8000-000000000001"
 QUIET = "1a1a1a1a-0000-4000-8000-000000000002"
+GUIDED = "1a1a1a1a-0000-4000-8000-000000000003"
 SCALE = 36000  # ten hours of scenario time per second
 
 SCENARIO = {
@@ -29,6 +35,7 @@ SCENARIO = {
          "audit": {"enabled": False, "dehydrated": True, "activation_delay": "45m"}},
         {"id": QUIET, "display_name": "Flow Quiet", "initial_domain": "flowquiet.onmicrosoft.com",
          "audit": {"enabled": True}, "device": {"first_alert_delay": None}},
+        {"id": GUIDED, "display_name": "Flow Guided", "initial_domain": "flowguided.onmicrosoft.com", "audit": {"enabled": True}},
     ],
 }
 
@@ -87,3 +94,37 @@ def test_a_fresh_tenant_is_onboarded_end_to_end(fast_sandbox: SandboxHandle, blo
 def test_a_quiet_tenant_finishes_without_alerts_and_says_so(fast_sandbox: SandboxHandle, blocks: BlockNames) -> None:
     report = onboard_tenant(_request(QUIET, "Flow Quiet", blocks))
     assert report["outcome"] == "onboarded: data flowing, no alert in the alert window"
+
+
+def test_a_guide_mode_step_waits_for_the_customers_admin_and_carries_on_once_the_change_is_seen(
+    fast_sandbox: SandboxHandle, blocks: BlockNames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("M365_ONBOARD_WAITS__CUSTOMER_CHANGE__INTERVAL_S", str(4 * 3600))  # a check every 0.4 s here
+    graph = fast_sandbox.base_url("graph")
+
+    def customers_admin() -> None:
+        """Adds the partner by hand, as the guide tells the admin, once the flow has looked for it in guide mode."""
+        deadline = time.monotonic() + 120
+        while not [r for r in fast_sandbox.request_log(service="graph", tenant=GUIDED) if "crossTenantAccessPolicy/partners" in r["path"]]:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+        time.sleep(1)
+        trust = {"isMfaAccepted": True, "isCompliantDeviceAccepted": True, "isHybridAzureADJoinedDeviceAccepted": True}
+        response = VerifiedSession(fast_sandbox.ca_bundle).post(
+            f"{graph}/v1.0/policies/crossTenantAccessPolicy/partners", timeout=30,
+            headers={"Authorization": f"Bearer {fast_sandbox.token(GUIDED)}"},
+            json={"tenantId": EXPEL_TENANT_ID, "inboundTrust": trust, "automaticUserConsentSettings": {"inboundAllowed": True}},
+        )
+        response.raise_for_status()
+
+    admin = threading.Thread(target=customers_admin, daemon=True)
+    admin.start()
+    request = _request(GUIDED, "Flow Guided", blocks).model_copy(update={"modes": StepModes(cross_tenant_access=Mode.GUIDE)})
+    report = onboard_tenant(request)
+    admin.join(timeout=5)
+    assert report["outcome"] == "onboarded: alerts are flowing"
+    writes = [r for r in fast_sandbox.request_log(service="graph", method="POST", tenant=GUIDED) if "partners" in r["path"]]
+    assert len(writes) == 1, "in guide mode the flow itself must not write the partner entry"
+    assert len(fast_sandbox.tenant_state(GUIDED)["directory"]["partners"]) == 1
+    assert report["steps"]["cross_tenant_access"]["outcome"] == "converged"
