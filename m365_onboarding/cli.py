@@ -82,7 +82,7 @@ def automations(
     from prefect.client.orchestration import get_client
     from pydantic import ValidationError
 
-    from automations.apply import DeploymentMissing, apply_automations
+    from automations.apply import NotOnServer, apply_automations
     from m365_onboarding.settings import OnboardingSettings
 
     try:
@@ -93,7 +93,7 @@ def automations(
     try:
         with get_client(sync_client=True) as client:
             report = apply_automations(client, settings, dry_run=dry_run)
-    except DeploymentMissing as exc:
+    except NotOnServer as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
     suffix = " (dry run: nothing changed)" if dry_run else ""

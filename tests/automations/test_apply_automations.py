@@ -106,3 +106,25 @@ def test_notifications_need_the_team_block_and_apply_once(client: SyncPrefectCli
     stalls = {a.name: a.trigger.within for a in _ours(client) if a.name.endswith(" stalled")}
     assert stalls["m365-onboarding: audit_activation stalled"] == timedelta(seconds=20)
     assert stalls["m365-onboarding: device_healthy stalled"] == timedelta(seconds=10)  # 5 s scaled, raised to Prefect's minimum
+
+
+def test_the_cli_applies_and_reports_in_one_line_per_automation(client: SyncPrefectClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from m365_onboarding.cli import app
+
+    monkeypatch.setenv("M365_ONBOARD_RESUMER_DEPLOYMENT", "missing/deployment")
+    refused = CliRunner().invoke(app, ["automations"])
+    assert refused.exit_code == 1 and "error: deployment 'missing/deployment' not found" in refused.output, refused.output
+    assert "Traceback" not in refused.output
+
+    monkeypatch.delenv("M365_ONBOARD_RESUMER_DEPLOYMENT")
+    if not any(d.name == "onboard-tenant" for d in client.read_deployments()):
+        _deploy(client)
+    dry = CliRunner().invoke(app, ["automations", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    applied = CliRunner().invoke(app, ["automations"])
+    again = CliRunner().invoke(app, ["automations"])
+    assert applied.exit_code == 0 and again.exit_code == 0
+    assert "unchanged  m365-onboarding: mark silent runs Crashed" in again.output, again.output
+    assert not any(line.startswith(("created", "updated", "deleted")) for line in again.output.splitlines())
