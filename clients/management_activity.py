@@ -81,6 +81,10 @@ class ManagementActivityClient(ApiClient):
             raise
         return Subscription.model_validate(data)
 
+    def stop_subscription(self, content_type: str) -> None:
+        """Stop a subscription (content already delivered stays listable for a while)."""
+        self.request("POST", self._path("stop"), operation="subscriptions/stop", params=self._params(contentType=content_type))
+
     def list_subscriptions(self) -> list[Subscription]:
         data = self.request("GET", self._path("list"), operation="subscriptions/list", params=self._params()).json()
         return [Subscription.model_validate(s) for s in data]

@@ -31,7 +31,7 @@ from m365_onboarding.settings import OnboardingSettings
 from tasks.admin_consent import require_consent
 from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES
 from tasks.preflight import CUSTOMER_STEPS
-from tasks.prefect_tasks import check_step, check_tenant_task, choose_step_modes
+from tasks.prefect_tasks import check_step, check_tenant_task, choose_step_modes, restart_silent_subscriptions_task
 from tasks.runtime import BlockNames, TenantRequest
 from tasks.security_device import Stage
 from tasks.step import Mode, Outcome, StepResult
@@ -88,6 +88,16 @@ def recheck_consent_on_stall(tenant: TenantRequest, blocks: BlockNames, tracker:
         finding = str(exc)
     get_run_logger().warning("tenant=%s step=device_healthy stalled; re-checked admin consent: %s", tenant.tenant_id, finding)
     record_retry(tenant, "device_healthy", "recheck_admin_consent", finding)
+
+
+def restart_subscriptions_on_stall(tenant: TenantRequest, blocks: BlockNames) -> None:
+    """Automatic retry on a first-data stall: restart the subscriptions that delivered nothing."""
+    try:
+        finding = restart_silent_subscriptions_task(tenant, blocks)
+    except OnboardingError as exc:
+        finding = f"could not restart the subscriptions: {exc}"
+    get_run_logger().warning("tenant=%s step=first_data stalled; %s", tenant.tenant_id, finding)
+    record_retry(tenant, "first_data", "restart_management_subscriptions", finding)
 
 
 ACTIVE = [StateType.RUNNING, StateType.PENDING, StateType.PAUSED, StateType.SCHEDULED, StateType.CANCELLING]
@@ -175,6 +185,8 @@ def onboard_tenant(request: OnboardingRequest) -> dict[str, Any]:
                          until=window.deadline, next_action=result.instructions)
             if wait == "device_healthy":  # an unhealthy device is most often a permission the admin withdrew
                 recheck_consent_on_stall(tenant, blocks, tracker)
+            elif wait == "first_data":  # a subscription that delivers nothing is restarted once
+                restart_subscriptions_on_stall(tenant, blocks)
 
         return durable_wait(
             wait, policy, lambda attempt: check_step(step, wait, attempt, tenant, mode, blocks), done, waiting, stalled,

@@ -23,7 +23,7 @@ from tasks.runtime import BlockNames, TenantRequest, build_context
 from tasks.security_device import SecurityDeviceStep
 from tasks.step import Mode, StepResult, run_step
 from tasks.tenant import TenantCheck, check_tenant
-from tasks.unified_audit_log import UnifiedAuditLogStep
+from tasks.unified_audit_log import UnifiedAuditLogStep, restart_silent_subscriptions
 
 TRANSIENT = (Throttled, ServerError, ApiConnectionError, StepNotConverged)
 
@@ -98,6 +98,12 @@ STEPS: dict[str, Any] = {
 def check_step(step: str, purpose: str, attempt: int, request: TenantRequest, mode: Mode, blocks: BlockNames) -> StepResult:
     """One run of a step for the flow: numbered, so that a re-executed flow gets each back from the cache."""
     return _run(STEPS[step](), request, mode, blocks)
+
+
+@task(name="restart_silent_subscriptions", persist_result=True, cache_policy=ONCE_PER_RUN, **_RETRY_OPTIONS)
+def restart_silent_subscriptions_task(request: TenantRequest, blocks: BlockNames) -> str:
+    """Once per run, on a first-data stall: restart the Management Activity subscriptions that deliver nothing."""
+    return restart_silent_subscriptions(build_context(request, blocks))
 
 
 @task(name="choose_modes", persist_result=True, cache_policy=ONCE_PER_RUN, **_RETRY_OPTIONS)

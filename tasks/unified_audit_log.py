@@ -149,3 +149,17 @@ class UnifiedAuditLogStep:
             steps.append("Or, in the Microsoft Purview portal, open Audit and choose 'Start recording user and admin activity'.")
             steps.append("The change can take up to 60 minutes to take effect; nothing else needs to wait for it.")
         return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
+
+
+def restart_silent_subscriptions(ctx: TenantContext) -> str:
+    """Automatic retry when data does not flow: restart every enabled subscription that has delivered
+    no content in the last 24 hours, and say what was done (a provider-side change, any mode)."""
+    management = _clients(ctx).management
+    enabled = [s.content_type for s in management.list_subscriptions() if s.status == "enabled"]
+    silent = [t for t in enabled if not management.list_content(t)]
+    for content_type in silent:
+        management.stop_subscription(content_type)
+        management.start_subscription(content_type)
+    if not silent:
+        return f"all {len(enabled)} Management Activity subscriptions deliver content; nothing restarted"
+    return f"restarted {len(silent)} Management Activity subscription(s) that delivered nothing: {', '.join(sorted(silent))}"

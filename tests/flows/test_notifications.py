@@ -2,8 +2,8 @@
 automations applied from code, a process worker, the sandbox on compressed time, and a local webhook
 receiver behind Prefect's own CustomWebhookNotificationBlock for the team and for the customer.
 
-Four tenants: consent never comes, the device stays unhealthy, the audit log never activates, and a
-healthy one. Each produces exactly the expected messages, and the healthy one only its completion.
+Five tenants: consent never comes, the device stays unhealthy, the audit log never activates, the
+audit feed delivers nothing (its subscriptions are restarted once), and a healthy one. Each produces exactly the expected messages, and the healthy one only its completion.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 SCALE = 3600  # an hour of scenario time per second
-NO_CONSENT, UNHEALTHY, NO_AUDIT, HEALTHY = (f"3c3c3c3c-0000-4000-8000-00000000000{i}" for i in range(1, 5))
-NAMES = {NO_CONSENT: "Never Consents", UNHEALTHY: "Unhealthy Device", NO_AUDIT: "Audit Never Active", HEALTHY: "Healthy Tenant"}
+NO_CONSENT, UNHEALTHY, NO_AUDIT, HEALTHY, SILENT = (f"3c3c3c3c-0000-4000-8000-00000000000{i}" for i in range(1, 6))
+NAMES = {NO_CONSENT: "Never Consents", UNHEALTHY: "Unhealthy Device", NO_AUDIT: "Audit Never Active", HEALTHY: "Healthy Tenant",
+         SILENT: "Silent Feed"}
 SCENARIO = {
     "workbench": {"organizations": [{"id": ORG, "name": "Notified Customers"}],
                   "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]},
@@ -43,6 +44,9 @@ SCENARIO = {
          "audit": {"enabled": False, "activation_delay": "1000h"}},
         {"id": HEALTHY, "display_name": NAMES[HEALTHY], "initial_domain": "healthy.onmicrosoft.com", "audit": {"enabled": True},
          "device": {"health_check_delay": "0s", "first_data_delay": "0s", "first_alert_delay": "0s"}},
+        {"id": SILENT, "display_name": NAMES[SILENT], "initial_domain": "silent.onmicrosoft.com",
+         "audit": {"enabled": False, "activation_delay": "0s", "first_content_delay": "1000h"},
+         "device": {"health_check_delay": "0s", "first_data_delay": "1000h"}},
     ],
 }
 # Thresholds in scenario time (divided by SCALE at run time): consent reminder 20 s, escalation 40 s, limit 90 s.
@@ -50,6 +54,7 @@ WAITS = {
     "ADMIN_CONSENT": {"EXPECTED_S": 10 * 3600, "REMIND_S": 20 * 3600, "STALL_S": 40 * 3600, "LIMIT_S": 90 * 3600, "INTERVAL_S": 4 * 3600},
     "AUDIT_ACTIVATION": {"INTERVAL_S": 2 * 3600, "LIMIT_S": 30 * 3600},  # stalled at 2 h: alerted at Prefect's 10 s minimum
     "DEVICE_HEALTHY": {"INTERVAL_S": 2 * 3600, "LIMIT_S": 30 * 3600},
+    "FIRST_DATA": {"INTERVAL_S": 2 * 3600, "LIMIT_S": 30 * 3600},  # stalled at 12 h
 }
 
 
@@ -128,8 +133,10 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
                 assert time.monotonic() < deadline, {t: client.read_flow_run(r).state for t, r in runs.items()}
                 time.sleep(2)
             final = {tenant: client.read_flow_run(r).state.name for tenant, r in runs.items()}
-        assert final == {NO_CONSENT: "Failed", UNHEALTHY: "Failed", NO_AUDIT: "Failed", HEALTHY: "Completed"}, final
+        assert final == {NO_CONSENT: "Failed", UNHEALTHY: "Failed", NO_AUDIT: "Failed", HEALTHY: "Completed", SILENT: "Failed"}, final
         time.sleep(20)  # let the last actions deliver; then nothing more may arrive
+        stops = [r for r in sandbox.request_log(service="management_activity", method="POST", tenant=SILENT) if r["path"].endswith("/stop")]
+        assert len(stops) == 5, "each silent subscription is restarted once, not on every check"
     finally:
         stack.stop()
         sandbox.stop()
@@ -148,14 +155,19 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
         f"Onboarding stalled: {NAMES[UNHEALTHY]}, device_healthy", f"Automatic retry: {NAMES[UNHEALTHY]}, device_healthy",
         f"Onboarding run onboard-{NAMES[UNHEALTHY]} Failed"])
     assert subjects("team", NAMES[NO_AUDIT]) == sorted([f"Onboarding stalled: {NAMES[NO_AUDIT]}, audit_activation", f"Onboarding run onboard-{NAMES[NO_AUDIT]} Failed"])
-    assert subjects("customer", NAMES[UNHEALTHY]) == subjects("customer", NAMES[NO_AUDIT]) == []
+    assert subjects("team", NAMES[SILENT]) == sorted([
+        f"Onboarding stalled: {NAMES[SILENT]}, first_data", f"Automatic retry: {NAMES[SILENT]}, first_data",
+        f"Onboarding run onboard-{NAMES[SILENT]} Failed"])
+    assert subjects("customer", NAMES[UNHEALTHY]) == subjects("customer", NAMES[NO_AUDIT]) == subjects("customer", NAMES[SILENT]) == []
+    restart = next(m["body"] for m in _Receiver.messages if m["subject"] == f"Automatic retry: {NAMES[SILENT]}, first_data")
+    assert "restarted 5 Management Activity subscription(s) that delivered nothing" in restart, restart
 
     stalled = next(m["body"] for m in _Receiver.messages if m["subject"] == f"Onboarding stalled: {NAMES[NO_AUDIT]}, audit_activation")
     assert NO_AUDIT in stalled and "waiting for more than 2 h" in stalled and "Next action: Check Get-AdminAuditLogConfig" in stalled
     assert "/runs/flow-run/" in stalled, stalled
     request = next(m["body"] for m in _Receiver.messages if m["subject"].startswith("Expel onboarding of Never"))
     assert "To: admin@never.example" in request and "adminconsent" in request.lower(), request
-    retry = next(m["body"] for m in _Receiver.messages if m["subject"].startswith("Automatic retry"))
+    retry = next(m["body"] for m in _Receiver.messages if m["subject"] == f"Automatic retry: {NAMES[UNHEALTHY]}, device_healthy")
     assert "consent and every permission are still granted" in retry, retry
     secrets = [sandbox.app_secret(), sandbox.workbench_key()]
     assert not any(secret in json.dumps(_Receiver.messages) for secret in secrets)

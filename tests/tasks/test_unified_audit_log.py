@@ -9,7 +9,7 @@ import pytest
 from clients.errors import AuditLogOff, MissingPermission, PermissionDenied
 from tasks.context import TenantContext
 from tasks.step import Mode, Outcome, run_step
-from tasks.unified_audit_log import UnifiedAuditLogStep, _clients
+from tasks.unified_audit_log import UnifiedAuditLogStep, _clients, restart_silent_subscriptions
 from tests.conftest import CONFIGURED, DEHYDRATED, FRESH, OTHER_ORG, PARTIAL
 from tests.sandbox_harness import SandboxHandle
 
@@ -98,3 +98,21 @@ def test_an_app_with_only_a_read_role_cannot_enable_and_the_role_is_named(make_c
     with pytest.raises((MissingPermission, PermissionDenied)) as caught:
         run_step(UnifiedAuditLogStep(), make_context(OTHER_ORG), Mode.APPLY)
     assert "Exchange Administrator" in str(caught.value)
+
+
+def test_subscriptions_that_deliver_nothing_are_restarted_and_ones_that_deliver_are_left_alone(
+    step_sandbox: SandboxHandle, make_context: Callable[..., TenantContext]
+) -> None:
+    run_step(UnifiedAuditLogStep(), make_context(FRESH), Mode.APPLY)
+    step_sandbox.advance("46m")
+    assert run_step(UnifiedAuditLogStep(), make_context(FRESH), Mode.APPLY).outcome == Outcome.CONVERGED
+    step_sandbox.advance("20m")  # past the 15 minutes Microsoft asks between two starts; no content yet (first after ~2 h)
+    stops = lambda: [r for r in _management_writes(step_sandbox, FRESH) if r["path"].endswith("/stop")]  # noqa: E731
+
+    found = restart_silent_subscriptions(make_context(FRESH))
+    assert found == f"restarted 5 Management Activity subscription(s) that delivered nothing: {', '.join(sorted(ALL_TYPES))}"
+    assert len(stops()) == 5
+
+    step_sandbox.advance("4h")
+    assert restart_silent_subscriptions(make_context(FRESH)) == "all 5 Management Activity subscriptions deliver content; nothing restarted"
+    assert len(stops()) == 5
