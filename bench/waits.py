@@ -34,6 +34,7 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
+from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
@@ -87,7 +88,14 @@ def _worker_env(sandbox: SandboxHandle) -> dict[str, str]:
 def _start(tenant: dict[str, Any], blocks: dict[str, str]) -> uuid.UUID:
     request = {"tenant_id": tenant["id"], "organization_name": tenant["display_name"], "provider_org_id": ORG,
                "customer_contact_email": "admin@customer.example", "blocks": blocks}
-    return run_deployment("onboard-tenant/onboard-tenant", parameters={"request": request}, timeout=0).id
+    for attempt in range(6):  # a burst of creations meets SQLite's "database is locked" (503) now and then
+        try:
+            return run_deployment("onboard-tenant/onboard-tenant", parameters={"request": request}, timeout=0).id
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code != 503 or attempt == 5:
+                raise
+            time.sleep(2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def main(argv: list[str] | None = None) -> int:
