@@ -54,8 +54,20 @@ def team_block_id(client: SyncPrefectClient, settings: OnboardingSettings) -> UU
         raise NotOnServer(f"notification block {slug!r} not found ({type(exc).__name__}): create it first (UI → Blocks, or Python)") from None
 
 
-def _comparable(automation: AutomationCore) -> dict:
-    return AutomationCore.model_validate(automation.model_dump(exclude={"id", "owner_resource"})).model_dump(mode="json", exclude={"owner_resource"})
+def _sorted_sets(value: object) -> object:
+    # Trigger fields such as `expect` are sets: the server returns them as lists in whatever order the
+    # set iterated in, which varies with the hash seed, so lists of strings compare as sets.
+    if isinstance(value, dict):
+        return {key: _sorted_sets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        items = [_sorted_sets(item) for item in value]
+        return sorted(items) if all(isinstance(item, str) for item in items) else items
+    return value
+
+
+def _comparable(automation: AutomationCore) -> object:
+    dumped = AutomationCore.model_validate(automation.model_dump(exclude={"id", "owner_resource"})).model_dump(mode="json", exclude={"owner_resource"})
+    return _sorted_sets(dumped)
 
 
 def apply_automations(client: SyncPrefectClient, settings: OnboardingSettings, *, dry_run: bool = False) -> ApplyReport:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -128,3 +131,31 @@ def test_the_cli_applies_and_reports_in_one_line_per_automation(client: SyncPref
     assert applied.exit_code == 0 and again.exit_code == 0
     assert "unchanged  m365-onboarding: mark silent runs Crashed" in again.output, again.output
     assert not any(line.startswith(("created", "updated", "deleted")) for line in again.output.splitlines())
+
+
+_SAME_STALL_TWO_ORDERS = """
+from automations.apply import _comparable
+from prefect.automations import Automation
+
+def stall(expect):
+    trigger = {"type": "event", "match": {"onboarding.step": "first_data"}, "after": ["onboarding.step.waiting"], "expect": expect,
+               "for_each": ["prefect.resource.id"], "posture": "Proactive", "threshold": 1, "within": 60}
+    return Automation.model_validate({"id": "00000000-0000-0000-0000-000000000001", "name": "m365-onboarding: first_data stalled",
+                                      "tags": ["m365-onboarding"], "trigger": trigger, "actions": [{"type": "do-nothing"}]})
+
+server_order = stall(["onboarding.step.failed", "onboarding.step.completed"])
+print(_comparable(server_order) == _comparable(stall(["onboarding.step.completed", "onboarding.step.failed"])),
+      _comparable(server_order) == _comparable(stall(["onboarding.step.completed"])))
+"""
+
+
+@pytest.mark.parametrize("hash_seed", ["0", "2", "15"])
+def test_a_set_returned_in_another_order_is_unchanged(hash_seed: str) -> None:
+    """The server returns a trigger's `expect` set as a list in its own order; that is no change.
+
+    Whether two equal sets iterate alike depends on the hash seed (seeds 2 and 15 made a second
+    apply report every stall automation as updated), so the check runs under fixed seeds.
+    """
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    out = subprocess.run([sys.executable, "-c", _SAME_STALL_TWO_ORDERS], env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["True", "False"]
