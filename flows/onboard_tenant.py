@@ -26,16 +26,16 @@ from prefect.runtime import flow_run as current_flow_run
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clients.errors import OnboardingError
-from flows.waiting import WaitLimitReached, WaitWindow, durable_wait
+from flows.waiting import PreCheck, WaitLimitReached, WaitWindow, durable_wait
 from m365_onboarding.settings import OnboardingSettings
 from tasks.admin_consent import require_consent
 from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES
 from tasks.preflight import CUSTOMER_STEPS
 from tasks.prefect_tasks import check_step, check_tenant_task, choose_step_modes, restart_silent_subscriptions_task
 from tasks.runtime import BlockNames, TenantRequest
-from tasks.security_device import Stage
 from tasks.step import Mode, Outcome, StepResult
 from tasks.customer_messages import first_request, notify_customer, reminder
+from tasks.wait_conditions import WAIT_DONE
 from tasks.tracking import Checklist, Transition, create_progress, record_retry, record_transition, update_progress
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -164,7 +164,7 @@ def onboard_tenant(request: OnboardingRequest) -> dict[str, Any]:
     tracker = _Tracker(tenant, create_progress(tenant))
     results: dict[str, StepResult] = {}
 
-    def step_wait(wait: str, step: str, mode: Mode, done: Any, policy_name: str | None = None) -> tuple[StepResult, bool]:
+    def step_wait(wait: str, step: str, mode: Mode, condition: str, policy_name: str | None = None) -> tuple[StepResult, bool]:
         policy = settings.waits.policy(policy_name or wait)
         on_customer = wait in CUSTOMER_WAITS  # only the customer's admin can end this wait: tell them, remind them
         provider = settings.provider.display_name
@@ -189,13 +189,12 @@ def onboard_tenant(request: OnboardingRequest) -> dict[str, Any]:
                 restart_subscriptions_on_stall(tenant, blocks)
 
         return durable_wait(
-            wait, policy, lambda attempt: check_step(step, wait, attempt, tenant, mode, blocks), done, waiting, stalled,
+            wait, policy, lambda attempt: check_step(step, wait, attempt, tenant, mode, blocks), WAIT_DONE[condition], waiting, stalled,
             on_remind=remind if on_customer else None,
+            precheck=PreCheck(wait=wait, step=step, condition=condition, request=tenant, blocks=blocks),
             suspend_from_s=settings.waits.suspend_from_s / settings.waits.time_scale,
             resumer_deployment=settings.resumer_deployment,
         )
-
-    converged = lambda r: r.outcome == Outcome.CONVERGED  # noqa: E731
 
     # Before anything changes: is this the tenant the team means?
     tracker.mark("tenant", Transition.STARTED)
@@ -204,7 +203,7 @@ def onboard_tenant(request: OnboardingRequest) -> dict[str, Any]:
 
     # Step 3, first: every other call needs the customer's admin consent.
     tracker.mark("admin_consent", Transition.STARTED)
-    consent, ok = step_wait("admin_consent", "admin_consent", Mode.APPLY, converged)
+    consent, ok = step_wait("admin_consent", "admin_consent", Mode.APPLY, "converged")
     results["admin_consent"] = consent
     if not ok:
         tracker.guard("admin_consent", lambda: require_consent(consent))
@@ -224,7 +223,7 @@ def onboard_tenant(request: OnboardingRequest) -> dict[str, Any]:
     for name, future in futures.items():
         result = tracker.guard(name, future.result)
         if result.outcome == Outcome.ACTION_REQUIRED:  # guide mode: wait, read-only, until the admin did it
-            result, ok = step_wait(name, name, Mode(modes[name].mode), lambda r: r.outcome in (Outcome.CONVERGED, Outcome.WAITING), "customer_change")
+            result, ok = step_wait(name, name, Mode(modes[name].mode), "customer_change", "customer_change")
             if not ok:
                 tracker.fail(name, WaitLimitReached(f"{name}: the customer's change was not seen before the limit."))
         results[name] = result
@@ -236,15 +235,15 @@ def onboard_tenant(request: OnboardingRequest) -> dict[str, Any]:
 
     # The long waits, each with its own expected duration, stall threshold and limit.
     milestones = (
-        ("audit_activation", "unified_audit_log", converged),
-        ("device_healthy", "security_device", lambda r: r.observed.get("stage") in (Stage.HEALTHY, Stage.DATA_FLOWING, Stage.ALERTING)),
-        ("first_data", "security_device", lambda r: r.observed.get("stage") in (Stage.DATA_FLOWING, Stage.ALERTING)),
-        ("first_alerts", "security_device", lambda r: r.observed.get("first_expel_alert_at") is not None),
+        ("audit_activation", "unified_audit_log", "converged"),
+        ("device_healthy", "security_device", "device_healthy"),
+        ("first_data", "security_device", "first_data"),
+        ("first_alerts", "security_device", "first_alerts"),
     )
     outcome = "onboarded: alerts are flowing"
-    for wait, step, done in milestones:
+    for wait, step, condition in milestones:
         tracker.mark(wait, Transition.STARTED)
-        result, ok = step_wait(wait, step, Mode.APPLY, done)
+        result, ok = step_wait(wait, step, Mode.APPLY, condition)
         results[wait] = result
         if ok:
             tracker.mark(wait, Transition.COMPLETED, result.message)

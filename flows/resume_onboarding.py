@@ -1,16 +1,22 @@
 """Wakes a suspended onboarding run when its next check is due, and restarts a crashed one.
 
 Prefect 3.9 has no "suspend until": the onboarding run schedules a run of this deployment at the
-time of its next check, then suspends and releases its worker. This run resumes it; the onboarding
-run re-executes from the top, gets every finished step back from its cache, and checks again.
+time of its next check, then suspends and releases its worker. Waking it means a process that
+re-executes it from the top (every finished step comes back from its cache), so this run first
+looks for itself: with the wait's :class:`~flows.waiting.PreCheck` it observes the step read-only
+and wakes the run only when the wait's condition holds, the observation fails (the run's own check
+reports it with its retries), or the run's stall, reminder or limit time has come. Otherwise it
+schedules its successor one interval later and ends.
 
-The crash-recovery automation (``automations/definitions.py``) also starts this deployment for an
-onboarding run that Crashed (its process died). Such a run is rescheduled, at most
+The crash-recovery automation (``automations/definitions.py``) also starts this deployment, with no
+pre-check, for an onboarding run that Crashed (its process died). Such a run is rescheduled, at most
 ``M365_ONBOARD_RECOVERY__MAX_RECOVERIES`` times, and re-executes the same way.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from uuid import UUID
 
 from prefect import flow, get_run_logger
@@ -19,6 +25,7 @@ from prefect.exceptions import FlowPauseTimeout, NotPausedError
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Scheduled
 
+from flows.waiting import PreCheck, schedule_resume
 from m365_onboarding.settings import OnboardingSettings
 
 
@@ -40,10 +47,56 @@ def restart_crashed(flow_run_id: str, max_recoveries: int) -> str:
     return "restarted"
 
 
-@flow(name="resume-onboarding", flow_run_name="resume-{flow_run_id}", retries=2, retry_delay_seconds=10)
-def resume_onboarding(flow_run_id: str) -> str:
-    """Resume the onboarding run ``flow_run_id`` if suspended, restart it if it crashed, else leave it alone."""
+class Verdict(StrEnum):
+    WAKE = "wake"  # resume the run: its condition holds, its observation failed, or its own time has come
+    SLEEP = "sleep"  # nothing for the run to do yet: check again one interval later
+    STALE = "stale"  # the run waits at another pause (it was woken another way): that pause has its own resumer
+
+
+def precheck_verdict(flow_run_id: str, precheck: PreCheck) -> Verdict:
+    """Observe the step read-only and decide whether the suspended run needs waking now."""
+    from tasks.prefect_tasks import observe_step  # the clients are only needed for a pre-check
+    from tasks.wait_conditions import WAIT_DONE
+
     logger = get_run_logger()
+    tenant = precheck.request.tenant_id
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(flow_run_id)).state
+    if state is None or not state.is_paused():
+        return Verdict.WAKE  # not suspended: the usual resume/restart logic decides
+    if state.state_details.pause_key != precheck.suspend_key:
+        logger.info("tenant=%s wait=%s the run now waits at %s, not %s; leaving it to that pause's resumer", tenant, precheck.wait,
+                    state.state_details.pause_key, precheck.suspend_key)
+        return Verdict.STALE
+    if precheck.wake_by is None or datetime.now(UTC) >= precheck.wake_by:
+        logger.info("tenant=%s wait=%s its stall, reminder or limit time has come; waking the run", tenant, precheck.wait)
+        return Verdict.WAKE
+    try:
+        result = observe_step(precheck.step, precheck.request, precheck.blocks)
+    except Exception as exc:  # the run's own check retries and reports it; do not hide it here
+        logger.warning("tenant=%s wait=%s pre-check failed (%s: %s); waking the run to handle it", tenant, precheck.wait, type(exc).__name__, exc)
+        return Verdict.WAKE
+    if WAIT_DONE[precheck.condition](result):
+        logger.info("tenant=%s wait=%s condition met (%s); waking the run", tenant, precheck.wait, result.message)
+        return Verdict.WAKE
+    logger.info("tenant=%s wait=%s not yet (%s); the run sleeps on", tenant, precheck.wait, result.waiting_for or result.message)
+    return Verdict.SLEEP
+
+
+@flow(name="resume-onboarding", flow_run_name="resume-{flow_run_id}", retries=2, retry_delay_seconds=10)
+def resume_onboarding(flow_run_id: str, precheck: PreCheck | None = None, prechecks: int = 0) -> str:
+    """Resume the onboarding run ``flow_run_id`` if suspended and due, restart it if it crashed, else leave it alone."""
+    logger = get_run_logger()
+    verdict = Verdict.WAKE if precheck is None else precheck_verdict(flow_run_id, precheck)
+    if verdict == Verdict.STALE:
+        return "stale"
+    if verdict == Verdict.SLEEP:
+        assert precheck is not None and precheck.wake_by is not None
+        next_at = min(datetime.now(UTC) + timedelta(seconds=precheck.interval_s), precheck.wake_by)
+        key = f"{precheck.suspend_key}-precheck-{prechecks + 1}"
+        schedule_resume(key, flow_run_id, next_at, OnboardingSettings().resumer_deployment, precheck, prechecks + 1)
+        logger.info("tenant=%s wait=%s next pre-check at %s", precheck.request.tenant_id, precheck.wait, next_at.isoformat())
+        return "still-waiting"
     try:
         resume_flow_run(flow_run_id)
     except NotPausedError:

@@ -100,6 +100,11 @@ def check_step(step: str, purpose: str, attempt: int, request: TenantRequest, mo
     return _run(STEPS[step](), request, mode, blocks)
 
 
+def observe_step(step: str, request: TenantRequest, blocks: BlockNames) -> StepResult:
+    """The step in plan mode, read-only: what the resumer looks at before it wakes a waiting run."""
+    return _run(STEPS[step](), request, Mode.PLAN, blocks)
+
+
 @task(name="restart_silent_subscriptions", persist_result=True, cache_policy=ONCE_PER_RUN, **_RETRY_OPTIONS)
 def restart_silent_subscriptions_task(request: TenantRequest, blocks: BlockNames) -> str:
     """Once per run, on a first-data stall: restart the Management Activity subscriptions that deliver nothing."""

@@ -1,0 +1,140 @@
+"""The resumer looks before it wakes: a suspended run is re-executed only when there is something to do.
+
+A test Prefect server and the sandbox (its clock only moves when the test moves it). The waiting
+onboarding run is a flow run suspended at a pause key, as ``durable_wait`` leaves it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+from prefect.states import Running, Suspended
+from prefect.testing.utilities import prefect_test_harness
+
+from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from flows.resume_onboarding import resume_onboarding
+from flows.waiting import PreCheck
+from tasks.runtime import BlockNames, TenantRequest
+from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+
+ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
+LATE = "2b2b2b2b-0000-4000-8000-000000000001"
+SCENARIO = {
+    "replication_lag": "0s",
+    "workbench": {"organizations": [{"id": ORG, "name": "Precheck"}], "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]},
+    "tenants": [{"id": LATE, "display_name": "Late Consent", "initial_domain": "lateconsent.onmicrosoft.com", "consent": {"given": "late", "after": "2h"}}],
+}
+
+
+@pytest.fixture(scope="module")
+def still_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
+    handle = start_sandbox(tmp_path_factory.mktemp("precheck-sandbox"), SCENARIO, time_scale=1)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[SyncPrefectClient]:
+    with prefect_test_harness(server_startup_timeout=120), get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("resume-onboarding")
+        client.create_deployment(flow_id=flow_id, name="resume-onboarding", entrypoint="flows/resume_onboarding.py:resume_onboarding")
+        onboarding_flow = client.create_flow_from_name("onboard-tenant")
+        client.create_deployment(flow_id=onboarding_flow, name="onboard-tenant", entrypoint="flows/onboard_tenant.py:onboard_tenant")
+        yield client
+
+
+@pytest.fixture
+def blocks(client: SyncPrefectClient, still_sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> BlockNames:
+    still_sandbox.reset()
+    for key, value in sandbox_settings(still_sandbox).model_dump(exclude_none=True).items():
+        if isinstance(value, str | int | float | Path):
+            monkeypatch.setenv(f"M365_ONBOARD_{key.upper()}", str(value))
+    suffix = uuid.uuid4().hex[:8]
+    names = BlockNames(provider_app=f"app-{suffix}", workbench=f"wb-{suffix}")
+    ProviderAppCredentials(client_id=still_sandbox.client_id, client_secret=still_sandbox.app_secret()).save(names.provider_app)
+    WorkbenchCredentials(api_key=still_sandbox.workbench_key()).save(names.workbench)
+    return names
+
+
+def _suspended_run(client: SyncPrefectClient, pause_key: str) -> uuid.UUID:
+    deployment = client.read_deployment_by_name("onboard-tenant/onboard-tenant")
+    run = client.create_flow_run_from_deployment(deployment.id, state=Running())
+    suspended = client.set_flow_run_state(run.id, Suspended(timeout_seconds=3600, pause_key=pause_key))
+    assert suspended.status.value == "ACCEPT", suspended.details
+    return run.id
+
+
+def _precheck(blocks: BlockNames, wake_in: timedelta) -> PreCheck:
+    request = TenantRequest(tenant_id=LATE, organization_name="Late Consent", provider_org_id=ORG)
+    return PreCheck(wait="admin_consent", step="admin_consent", condition="converged", request=request, blocks=blocks,
+                    suspend_key="admin_consent-0", interval_s=600, wake_by=datetime.now(UTC) + wake_in)
+
+
+def _successors(client: SyncPrefectClient, run_id: uuid.UUID) -> list:
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["onboarding-resumer"])))
+    return [r for r in runs if r.parameters.get("flow_run_id") == str(run_id)]
+
+
+def _state_name(client: SyncPrefectClient, run_id: uuid.UUID) -> str:
+    state = client.read_flow_run(run_id).state
+    return state.name if state else ""
+
+
+def test_not_yet_consented_the_run_sleeps_on_and_the_next_check_is_scheduled(client: SyncPrefectClient, still_sandbox: SandboxHandle, blocks: BlockNames) -> None:
+    run_id = _suspended_run(client, "admin_consent-0")
+    seq = still_sandbox.request_log()[-1]["seq"] if still_sandbox.request_log() else 0
+
+    assert resume_onboarding(str(run_id), _precheck(blocks, timedelta(hours=2)), 0) == "still-waiting"
+
+    assert _state_name(client, run_id) == "Suspended"
+    served = still_sandbox.request_log(since=seq)
+    assert served, "the pre-check observed the tenant"
+    assert {r["method"] for r in served} <= {"GET", "POST"} and not [r for r in served if r["method"] == "POST" and "/token" not in r["path"]], served
+    [successor] = _successors(client, run_id)
+    assert successor.parameters["prechecks"] == 1 and successor.parameters["precheck"]["suspend_key"] == "admin_consent-0"
+    due_in = (successor.expected_start_time - datetime.now(UTC)).total_seconds()
+    assert 500 < due_in <= 600, due_in
+
+
+def test_once_consent_is_given_the_resumer_wakes_the_run(client: SyncPrefectClient, still_sandbox: SandboxHandle, blocks: BlockNames) -> None:
+    run_id = _suspended_run(client, "admin_consent-0")
+    still_sandbox.advance("3h")  # the customer's admin consents after 2 h of scenario time
+
+    assert resume_onboarding(str(run_id), _precheck(blocks, timedelta(hours=2)), 0) == "resumed"
+
+    assert _state_name(client, run_id) != "Suspended"
+    assert _successors(client, run_id) == []
+
+
+def test_at_its_stall_time_the_run_is_woken_without_looking(client: SyncPrefectClient, still_sandbox: SandboxHandle, blocks: BlockNames) -> None:
+    run_id = _suspended_run(client, "admin_consent-0")
+    seq = still_sandbox.request_log()[-1]["seq"] if still_sandbox.request_log() else 0
+
+    assert resume_onboarding(str(run_id), _precheck(blocks, timedelta(seconds=-1)), 0) == "resumed"
+
+    assert _state_name(client, run_id) != "Suspended"
+    assert still_sandbox.request_log(since=seq) == []
+
+
+def test_a_check_that_fails_wakes_the_run_so_that_its_own_check_reports_it(client: SyncPrefectClient, blocks: BlockNames) -> None:
+    run_id = _suspended_run(client, "admin_consent-0")
+    missing = BlockNames(provider_app="no-such-block", workbench=blocks.workbench)
+
+    assert resume_onboarding(str(run_id), _precheck(missing, timedelta(hours=2)), 0) == "resumed"
+
+    assert _state_name(client, run_id) != "Suspended"
+
+
+def test_a_run_waiting_at_another_pause_is_left_to_that_pause(client: SyncPrefectClient, blocks: BlockNames) -> None:
+    run_id = _suspended_run(client, "device_healthy-2")
+
+    assert resume_onboarding(str(run_id), _precheck(blocks, timedelta(hours=2)), 0) == "stale"
+
+    assert _state_name(client, run_id) == "Suspended"
+    assert _successors(client, run_id) == []
