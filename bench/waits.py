@@ -8,10 +8,12 @@ on compressed time, then:
   2. starts N onboardings whose first alerts are far away and waits until every run is Suspended
      in the alert window; then counts the processes in the worker's tree beyond the worker itself
      (``processes_while_waiting``) and the resident memory of the worker and server trees;
-  3. ``cpu_s_per_check``: triggers the next alert-window check of up to 10 of those runs now, by
-     running the resumer deployment for them exactly as their scheduled resumer run would, and
-     divides the CPU seconds of the processes the worker ran for it (resumer runs and resumed
-     onboarding runs, from the worker's reaped-children CPU) by the number of checks;
+  3. ``cpu_s_per_check``: brings the scheduled resumer run of up to 10 of those runs forward to now;
+     each pre-checks its tenant read-only, finds no alert yet, schedules its successor and leaves
+     the run asleep. CPU seconds of the processes the worker ran for them (its reaped-children
+     CPU) divided by the number of checks. ``cpu_s_per_wake``: the same for a check that wakes the
+     run (a resumer run without pre-check, then the onboarding run re-executing from its cache and
+     suspending again), which a wait pays once when its condition holds or its stall time comes;
   4. ``api_calls_per_tenant``: requests the sandbox served per tenant in step 2 (a whole onboarding
      up to the alert window).
 The work pool gets a concurrency limit (``--concurrency``) so that N onboardings starting at once
@@ -28,11 +30,15 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.states import Scheduled
 from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -100,6 +106,19 @@ def _start(tenant: dict[str, Any], blocks: dict[str, str]) -> uuid.UUID:
     raise AssertionError("unreachable")
 
 
+def _scheduled_resumer(client: Any, run_id: uuid.UUID) -> uuid.UUID:
+    [resumer] = client.read_flow_runs(flow_run_filter=FlowRunFilter(  # resumer runs are named after the run they resume
+        name=FlowRunFilterName(any_=[f"resume-{run_id}"]), state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))))
+    return resumer.id
+
+
+def _finished(client: Any, run_id: uuid.UUID) -> bool:
+    state = client.read_flow_run(run_id).state
+    if state is not None and state.is_final() and state.name != "Completed":
+        raise RuntimeError(f"a resumer run ended {state.name}: {state.message}")
+    return state is not None and state.name == "Completed"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=20, help="tenants in flight at once (default 20)")
@@ -163,16 +182,25 @@ def main(argv: list[str] | None = None) -> int:
 
             sample = runs[:10]
             before_cpu, before_runs = _children_cpu_s(worker.pid), executions(sample)
-            for run_id in sample:  # what each run's scheduled resumer run does when its check is due
+            resumers = [_scheduled_resumer(client, run_id) for run_id in sample]
+            for resumer in resumers:  # due now: exactly what happens when its scheduled time comes
+                client.set_flow_run_state(resumer, Scheduled(scheduled_time=datetime.now(UTC)), force=True)
+            until(lambda: all(_finished(client, r) for r in resumers) and all_suspended(sample), "the pre-checks", 1.0)
+            if executions(sample) != before_runs:
+                raise RuntimeError("a pre-check woke a run although no alert had come")
+            checks, cpu = len(resumers), _children_cpu_s(worker.pid) - before_cpu
+
+            before_cpu, before_runs = _children_cpu_s(worker.pid), executions(sample)
+            for run_id in sample:  # a wake: resume unconditionally, as when the stall time has come
                 run_deployment("resume-onboarding/resume-onboarding", parameters={"flow_run_id": str(run_id)}, timeout=0)
-            until(lambda: executions(sample) >= before_runs + len(sample) and all_suspended(sample), "the triggered checks", 1.0)
-            checks = executions(sample) - before_runs
-            cpu = _children_cpu_s(worker.pid) - before_cpu
+            until(lambda: executions(sample) >= before_runs + len(sample) and all_suspended(sample), "the triggered wakes", 1.0)
+            wakes, wake_cpu = executions(sample) - before_runs, _children_cpu_s(worker.pid) - before_cpu
             result = {
                 "tenants": args.tenants,
                 "processes_while_waiting": len(waiting_tree) - 1,
                 "rss_mb_while_waiting": round(waiting_rss, 1),
                 "cpu_s_per_check": round(cpu / checks, 2),
+                "cpu_s_per_wake": round(wake_cpu / wakes, 2),
                 "onboarding_wall_s": round(wall, 1),
                 "api_calls_per_tenant": round(calls / args.tenants, 1),
                 "checks_measured": checks,

@@ -102,6 +102,50 @@ def automations(
             out.print(f"{verb:<10} {name}{suffix if verb != 'unchanged' else ''}", highlight=False)
 
 
+@app.command()
+def plan(
+    tenant_id: Annotated[str, typer.Option("--tenant-id", help="The customer's Directory (tenant) ID.")],
+    organization: Annotated[str, typer.Option("--organization", help="The organization name as Entra shows it.")],
+    provider_org: Annotated[str, typer.Option("--provider-org", help="The customer's organization GUID at the provider (Workbench).")],
+    provider_app_block: Annotated[str, typer.Option(help="Saved ProviderAppCredentials block.")] = "m365-provider-app",
+    workbench_block: Annotated[str, typer.Option(help="Saved WorkbenchCredentials block.")] = "expel-workbench",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Dry run for one tenant: what each step would change now, touching nothing."""
+    from pydantic import ValidationError
+    from rich.table import Table
+
+    from clients.errors import OnboardingError
+    from tasks.dry_run import plan_tenant
+    from tasks.runtime import BlockNames, TenantRequest
+
+    try:
+        request = TenantRequest(tenant_id=tenant_id, organization_name=organization, provider_org_id=provider_org)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        err.print(f"[red]error:[/red] {first['loc'][0]}: {first['msg']}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        result = plan_tenant(request, BlockNames(provider_app=provider_app_block, workbench=workbench_block))
+    except OnboardingError as exc:
+        err.print(f"[red]error:[/red] {str(exc).splitlines()[0]}", highlight=False)
+        if exc.next_action:
+            err.print(f"next: {exc.next_action}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    except ValueError as exc:  # a block that is not saved
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if as_json:
+        out.print_json(result.model_dump_json())
+        return
+    table = Table(title=f"Plan for {result.tenant.display_name or organization} ({tenant_id}): nothing is changed")
+    for column in ("step", "action", "changes"):
+        table.add_column(column)
+    for step in result.steps:
+        table.add_row(step.step, step.action, "\n".join(step.changes) or step.note or "-")
+    out.print(table)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,99 @@
+"""`m365-onboard plan`: the dry run a person runs before onboarding a tenant. It must touch nothing."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+from typer.testing import CliRunner
+
+from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from m365_onboarding.cli import app
+from tests.conftest import CONFIGURED, FRESH, NEVER_CONSENTS, WORKBENCH_ORG
+from tests.sandbox_harness import SandboxHandle, sandbox_settings
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def block_flags(prefect_server: None, sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    for key, value in sandbox_settings(sandbox).model_dump(exclude_none=True).items():
+        if isinstance(value, str | int | float | Path):
+            monkeypatch.setenv(f"M365_ONBOARD_{key.upper()}", str(value))
+    suffix = uuid.uuid4().hex[:8]
+    ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(f"app-{suffix}")
+    WorkbenchCredentials(api_key=sandbox.workbench_key()).save(f"wb-{suffix}")
+    return ["--provider-app-block", f"app-{suffix}", "--workbench-block", f"wb-{suffix}"]
+
+
+def _plan(tenant: str, name: str, flags: list[str], *extra: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["plan", "--tenant-id", tenant, "--organization", name, "--provider-org", WORKBENCH_ORG, *flags, *extra])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _writes(sandbox: SandboxHandle) -> list[str]:
+    """Requests that could change something: not a read, a token request, or an Exchange Get- cmdlet."""
+    return [f"{r['method']} {r['path']} {r['operation']}" for r in sandbox.request_log()
+            if r["method"] != "GET" and not r["path"].endswith("/token") and not (r["operation"] or "").startswith("Get-")]
+
+
+def test_a_fresh_tenant_plans_every_change_and_nothing_is_written(sandbox: SandboxHandle, block_flags: list[str]) -> None:
+    before = sandbox.tenant_state(FRESH)
+    code, stdout, stderr = _plan(FRESH, "Fresh Corp", block_flags, "--json")
+
+    assert code == 0, stderr
+    plan = json.loads(stdout)
+    actions = {s["step"]: s["action"] for s in plan["steps"]}
+    assert actions == {"admin_consent": "none", "console_access": "create", "cross_tenant_access": "create",
+                       "unified_audit_log": "update", "security_device": "create"}
+    cross = next(s for s in plan["steps"] if s["step"] == "cross_tenant_access")
+    assert any("isMfaAccepted" in c for c in cross["changes"]), cross
+    assert _writes(sandbox) == []
+    assert sandbox.tenant_state(FRESH) == before
+
+
+def test_a_configured_tenant_plans_no_change_in_its_directory(sandbox: SandboxHandle, block_flags: list[str]) -> None:
+    code, stdout, stderr = _plan(CONFIGURED, "Configured Inc", block_flags)
+
+    assert code == 0, stderr
+    assert "Plan for Configured Inc" in stdout and "nothing is changed" in stdout
+    for line in stdout.splitlines():
+        if "cross_tenant_access" in line or "admin_consent" in line:
+            assert " none " in f" {line} ", line
+    assert _writes(sandbox) == []
+
+
+def test_without_consent_the_steps_say_what_they_need(sandbox: SandboxHandle, block_flags: list[str]) -> None:
+    code, stdout, stderr = _plan(NEVER_CONSENTS, "Never Consents LLC", block_flags, "--json")
+
+    assert code == 0, stderr
+    steps = {s["step"]: s for s in json.loads(stdout)["steps"]}
+    assert steps["admin_consent"]["action"] == "manual"
+    for name in ("console_access", "cross_tenant_access", "unified_audit_log"):
+        assert steps[name]["action"] == "cannot plan" and "consent" in steps[name]["note"], steps[name]
+
+
+def test_a_wrong_organization_name_is_one_clear_error(sandbox: SandboxHandle, block_flags: list[str]) -> None:
+    code, stdout, stderr = _plan(FRESH, "Fresh Corporation", block_flags)
+
+    assert code == 1
+    assert "named 'Fresh Corp' in Entra, not 'Fresh Corporation'" in stderr and "Traceback" not in stderr + stdout
+    assert stderr.count("\n") == 2 and stderr.splitlines()[1].startswith("next: ")
+
+
+def test_bad_input_exits_2_naming_what_is_wrong(block_flags: list[str]) -> None:
+    code, _, stderr = _plan("not-a-guid", "Fresh Corp", block_flags)
+    assert code == 2 and "tenant_id" in stderr
+
+    code, _, stderr = _plan(FRESH, "Fresh Corp", ["--provider-app-block", "no-such-block"])
+    assert code == 2 and "no-such-block" in stderr
