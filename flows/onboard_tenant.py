@@ -35,7 +35,7 @@ from tasks.prefect_tasks import check_step, check_tenant_task, choose_step_modes
 from tasks.runtime import BlockNames, TenantRequest
 from tasks.step import Mode, Outcome, StepResult
 from tasks.customer_messages import first_request, notify_customer, reminder
-from tasks.wait_conditions import WAIT_DONE
+from tasks.wait_conditions import WAIT_DONE, WAITING_FOR
 from tasks.tracking import Checklist, Transition, create_progress, record_retry, record_transition, update_progress
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -171,8 +171,8 @@ def onboard_tenant(request: OnboardingRequest) -> dict[str, Any]:
         customer_block = settings.notifications.customer_block
 
         def waiting(result: StepResult, window: WaitWindow) -> None:
-            tracker.mark(wait, Transition.WAITING, result.message, waiting_for=result.waiting_for, until=window.deadline,
-                         next_action=result.instructions)
+            tracker.mark(wait, Transition.WAITING, result.message, waiting_for=result.waiting_for or WAITING_FOR.get(wait),
+                         until=window.deadline, next_action=result.instructions)
             if on_customer:
                 notify_customer(tenant, f"{wait}-request", *first_request(tenant, request.customer_contact_email, wait, result.instructions, provider), customer_block)
 
@@ -181,7 +181,7 @@ def onboard_tenant(request: OnboardingRequest) -> dict[str, Any]:
             notify_customer(tenant, f"{wait}-reminder", *reminder(tenant, request.customer_contact_email, wait, result.instructions, provider, waited_h), customer_block)
 
         def stalled(result: StepResult, window: WaitWindow) -> None:
-            tracker.mark(wait, Transition.STALLED, f"expected within {policy.expected_s:.0f}s", waiting_for=result.waiting_for,
+            tracker.mark(wait, Transition.STALLED, f"expected within {policy.expected_s:.0f}s", waiting_for=result.waiting_for or WAITING_FOR.get(wait),
                          until=window.deadline, next_action=result.instructions)
             if wait == "device_healthy":  # an unhealthy device is most often a permission the admin withdrew
                 recheck_consent_on_stall(tenant, blocks, tracker)

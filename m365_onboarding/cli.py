@@ -146,6 +146,49 @@ def plan(
     out.print(table)
 
 
+def _ago(moment: object) -> str:
+    from datetime import UTC, datetime
+
+    if not isinstance(moment, datetime):
+        return "-"
+    minutes = int((datetime.now(UTC) - moment).total_seconds() // 60)
+    return f"{minutes // 1440}d {minutes % 1440 // 60}h ago" if minutes >= 1440 else f"{minutes // 60}h {minutes % 60}m ago"
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per tenant, in a list.")] = False,
+) -> None:
+    """Every tenant's onboarding: run state, current step, what it waits for and since when, stalled or not."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from rich.table import Table
+
+    from m365_onboarding.settings import OnboardingSettings
+    from m365_onboarding.status import tenant_statuses
+
+    try:
+        from prefect.settings import PREFECT_UI_URL
+
+        ui_url = OnboardingSettings().notifications.ui_url or PREFECT_UI_URL.value()
+        with get_client(sync_client=True) as client:
+            rows = tenant_statuses(client, ui_url)
+    except Exception as exc:  # the server is down or unreachable: one line, not a traceback
+        err.print(f"[red]error:[/red] cannot read the Prefect API ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
+    if as_json:
+        out.print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2), highlight=False)
+        return
+    table = Table(title=f"{len(rows)} tenant(s)")
+    for column in ("organization", "run", "state", "current step", "waiting for", "since", "stalled"):
+        table.add_column(column)
+    for r in rows:
+        step = f"{r.current_step} ({r.step_state})" if r.current_step else "all steps done"
+        table.add_row(r.organization, r.run_name, r.run_state, step, r.waiting_for or "-", _ago(r.since), "[red]yes[/red]" if r.stalled else "no")
+    out.print(table)
+
+
 def main() -> None:
     app()
 

@@ -36,3 +36,12 @@ WAIT_DONE: dict[str, Callable[[StepResult], bool]] = {
     "first_data": _stage_in(Stage.DATA_FLOWING, Stage.ALERTING),
     "first_alerts": _alerting,
 }
+
+# What a person is told a wait is for, when the last observation does not say it more precisely.
+WAITING_FOR: dict[str, str] = {
+    "admin_consent": "the customer's admin to grant consent",
+    "audit_activation": "auditing to take effect (up to 60 minutes)",
+    "device_healthy": "the device's first healthy check",
+    "first_data": "data to flow (first vendor alert)",
+    "first_alerts": "the first Expel alert (36-72 h)",
+}

@@ -7,19 +7,23 @@ emitted twice, and a second run for the same tenant refused.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from typer.testing import CliRunner
 
 from automations.apply import apply_automations
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from m365_onboarding.cli import app
 from m365_onboarding.settings import OnboardingSettings, RecoverySettings
+from tasks.wait_conditions import WAITING_FOR
 from tests.prefect_harness import POOL, PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 
@@ -136,6 +140,18 @@ def _events(client, tenant: str, expected_completed: int = 10, wait_s: float = 2
         time.sleep(1)
 
 
+def _status(expect: Callable[[dict], bool], wait_s: float = 30) -> dict[str, dict]:
+    """`m365-onboard status --json` by tenant id, once every listed tenant meets ``expect`` (events arrive a moment late)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        result = CliRunner().invoke(app, ["status", "--json"])
+        assert result.exit_code == 0, result.output
+        rows = {row["tenant_id"]: row for row in json.loads(result.stdout)}
+        if all(t in rows and expect(rows[t]) for t in TENANTS) or time.monotonic() > deadline:
+            return rows
+        time.sleep(1)
+
+
 def _anything_running(client) -> bool:  # noqa: ANN001
     """Whether any flow run (a resumer included) is executing right now."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
@@ -153,12 +169,20 @@ def test_deployed_onboarding_survives_a_killed_worker_and_a_server_restart_while
         runs = {tenant: _onboard(tenant, name, suffix) for tenant, name in TENANTS.items()}
         first_tenant = next(iter(TENANTS))
         duplicate = _onboard(first_tenant, TENANTS[first_tenant], suffix)
-        killed = False
+        killed = status_seen = False
         deadline = time.monotonic() + 420
         with get_client(sync_client=True) as client:
             while time.monotonic() < deadline:
                 states = {tenant: client.read_flow_run(run_id).state for tenant, run_id in runs.items()}
                 if not killed and all(s and s.name == "Suspended" for s in states.values()) and not _anything_running(client):
+                    if not status_seen:  # what the team sees while the runs wait: the step, for what, since and until when
+                        waiting = _status(lambda row: (row["run_state"], row["step_state"]) == ("Suspended", "waiting"))
+                        for tenant, name in TENANTS.items():
+                            row = waiting[tenant]
+                            assert (row["organization"], row["run_state"], row["step_state"], row["stalled"]) == (name, "Suspended", "waiting", False), row
+                            assert row["current_step"] in WAITING_FOR and row["waiting_for"] and row["since"] and row["until"], row
+                        status_seen = True
+                        continue  # that took a while: look at the states again before the crash
                     stack.kill_worker(worker)  # crash while every run waits: no wait may be lost
                     stack.restart_server()  # and the server restarts too, on the same database
                     killed = True
@@ -176,6 +200,8 @@ def test_deployed_onboarding_survives_a_killed_worker_and_a_server_restart_while
         with get_client(sync_client=True) as client:
             refused = client.read_flow_run(duplicate).state
             assert refused.type.value == "FAILED" and "already being onboarded" in (refused.message or ""), refused
+            done = _status(lambda row: row["current_step"] is None)
+            assert {t: (done[t]["run_state"], done[t]["current_step"]) for t in TENANTS} == {t: ("Completed", None) for t in TENANTS}
             for tenant in TENANTS:
                 transitions = _events(client, tenant)
                 assert len(transitions) == len(set(transitions)), f"an event was emitted twice: {transitions}"

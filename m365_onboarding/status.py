@@ -1,0 +1,108 @@
+"""Where every tenant's onboarding stands, from the Prefect API: its newest run and its step events.
+
+A tenant's newest ``onboard-tenant`` run (by its ``tenant:<id>`` tag) gives the run state; the
+``onboarding.step.*`` events that run emitted give the current step, what it waits for, since when,
+until when, and whether it stalled.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+from pydantic import BaseModel
+
+ONBOARDING_FLOW = "onboard-tenant"
+TENANT_TAG = "tenant:"
+HISTORY = timedelta(days=30)  # an onboarding lasts days; older runs are not "where it stands"
+PAGE = 200  # the Prefect API's page limit for flow runs
+
+
+class TenantStatus(BaseModel):
+    tenant_id: str
+    organization: str
+    run_name: str
+    run_id: UUID
+    run_state: str
+    current_step: str | None = None  # None once every step completed
+    step_state: str | None = None  # started, waiting, stalled, failed
+    waiting_for: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    stalled: bool = False
+    detail: str | None = None
+    link: str | None = None
+
+
+def _newest_runs(client: SyncPrefectClient, since: datetime) -> dict[str, Any]:
+    newest: dict[str, Any] = {}
+    offset = 0
+    while True:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[ONBOARDING_FLOW])),
+                                     sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=PAGE, offset=offset)
+        for run in runs:
+            tenant = next((t.removeprefix(TENANT_TAG) for t in run.tags if t.startswith(TENANT_TAG)), None)
+            started = run.expected_start_time or run.created
+            if tenant and tenant not in newest and (started is None or started >= since):
+                newest[tenant] = run
+        if len(runs) < PAGE:
+            return newest
+        offset += PAGE
+
+
+def _step_events(client: SyncPrefectClient, since: datetime) -> list[Any]:
+    query = EventFilter(occurred=EventOccurredFilter(since=since, until=datetime.now(UTC) + timedelta(minutes=1)),
+                        event=EventNameFilter(prefix=["onboarding.step."]), resource=EventResourceFilter(id_prefix=["m365.tenant."]))
+    page = client.read_events(filter=query, limit=50)
+    events = list(page.events)
+    while page.next_page:
+        page = client.read_events_page(page.next_page)
+        events.extend(page.events)
+    return sorted(events, key=lambda e: e.occurred)
+
+
+def tenant_statuses(client: SyncPrefectClient, ui_url: str | None = None) -> list[TenantStatus]:
+    """One line per tenant with an onboarding run in the last 30 days, newest run only."""
+    since = datetime.now(UTC) - HISTORY
+    runs = _newest_runs(client, since)
+    by_run: dict[str, list[Any]] = {}
+    for event in _step_events(client, since):
+        for related in event.related:
+            if related.id.startswith("prefect.flow-run."):
+                by_run.setdefault(related.id.removeprefix("prefect.flow-run."), []).append(event)
+    statuses = []
+    for tenant, run in runs.items():
+        request = (run.parameters or {}).get("request", {})
+        status = TenantStatus(tenant_id=tenant, organization=request.get("organization_name", ""), run_name=run.name, run_id=run.id,
+                              run_state=run.state.name if run.state else "Unknown",
+                              link=f"{ui_url.rstrip('/')}/runs/flow-run/{run.id}" if ui_url else None)
+        last: dict[str, Any] = {}  # step -> its latest event
+        stalled: set[str] = set()
+        waiting_since: dict[str, Any] = {}
+        for event in by_run.get(str(run.id), []):
+            step = event.resource.get("onboarding.step")
+            last[step] = event
+            transition = event.event.removeprefix("onboarding.step.")
+            if transition == "stalled":
+                stalled.add(step)
+            elif transition == "waiting":
+                waiting_since[step] = event
+        open_steps = [e for e in last.values() if e.event != "onboarding.step.completed"]
+        if open_steps:
+            current = max(open_steps, key=lambda e: e.occurred)
+            step = current.resource.get("onboarding.step")
+            since_event = waiting_since.get(step, current)
+            until = current.payload.get("until")
+            status = status.model_copy(update={
+                "current_step": step, "step_state": current.event.removeprefix("onboarding.step."),
+                "waiting_for": current.payload.get("waiting_for"), "since": since_event.occurred,
+                "until": datetime.fromisoformat(until) if until else None, "stalled": step in stalled,
+                "detail": current.payload.get("detail") or None,
+            })
+        statuses.append(status)
+    return sorted(statuses, key=lambda s: s.organization.casefold())
