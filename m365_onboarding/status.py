@@ -1,8 +1,8 @@
-"""Where every tenant's onboarding stands, from the Prefect API: its newest run and its step events.
+"""Where every tenant's onboarding stands, from the Prefect API: its run and that run's step events.
 
-A tenant's newest ``onboard-tenant`` run (by its ``tenant:<id>`` tag) gives the run state; the
-``onboarding.step.*`` events that run emitted give the current step, what it waits for, since when,
-until when, and whether it stalled.
+A tenant's active ``onboard-tenant`` run (by its ``tenant:<id>`` tag), else its newest that reached a
+step, gives the run state; the ``onboarding.step.*`` events that run emitted give the current step,
+what it waits for, since when, until when, and whether it stalled.
 """
 
 from __future__ import annotations
@@ -39,8 +39,13 @@ class TenantStatus(BaseModel):
     link: str | None = None
 
 
-def _newest_runs(client: SyncPrefectClient, since: datetime) -> dict[str, Any]:
-    newest: dict[str, Any] = {}
+def _is_final(run: Any) -> bool:
+    return run.state is not None and run.state.is_final()
+
+
+def _runs_by_tenant(client: SyncPrefectClient, since: datetime) -> dict[str, list[Any]]:
+    """Each tenant's onboarding runs since ``since``, newest first."""
+    runs_of: dict[str, list[Any]] = {}
     offset = 0
     while True:
         runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[ONBOARDING_FLOW])),
@@ -48,11 +53,18 @@ def _newest_runs(client: SyncPrefectClient, since: datetime) -> dict[str, Any]:
         for run in runs:
             tenant = next((t.removeprefix(TENANT_TAG) for t in run.tags if t.startswith(TENANT_TAG)), None)
             started = run.expected_start_time or run.created
-            if tenant and tenant not in newest and (started is None or started >= since):
-                newest[tenant] = run
+            if tenant and (started is None or started >= since):
+                runs_of.setdefault(tenant, []).append(run)
         if len(runs) < PAGE:
-            return newest
+            return runs_of
         offset += PAGE
+
+
+def _where_it_stands(runs: list[Any], events_of: dict[str, list[Any]]) -> Any:
+    """The active run; else the newest that got as far as a step (a run refused as a duplicate did not)."""
+    return (next((r for r in runs if not _is_final(r)), None)
+            or next((r for r in runs if events_of.get(str(r.id))), None)
+            or runs[0])
 
 
 def _step_events(client: SyncPrefectClient, since: datetime) -> list[Any]:
@@ -67,16 +79,17 @@ def _step_events(client: SyncPrefectClient, since: datetime) -> list[Any]:
 
 
 def tenant_statuses(client: SyncPrefectClient, ui_url: str | None = None) -> list[TenantStatus]:
-    """One line per tenant with an onboarding run in the last 30 days, newest run only."""
+    """One line per tenant with an onboarding run in the last 30 days: its active run, else its newest."""
     since = datetime.now(UTC) - HISTORY
-    runs = _newest_runs(client, since)
+    runs_of = _runs_by_tenant(client, since)
     by_run: dict[str, list[Any]] = {}
     for event in _step_events(client, since):
         for related in event.related:
             if related.id.startswith("prefect.flow-run."):
                 by_run.setdefault(related.id.removeprefix("prefect.flow-run."), []).append(event)
     statuses = []
-    for tenant, run in runs.items():
+    for tenant, runs in runs_of.items():
+        run = _where_it_stands(runs, by_run)
         request = (run.parameters or {}).get("request", {})
         status = TenantStatus(tenant_id=tenant, organization=request.get("organization_name", ""), run_name=run.name, run_id=run.id,
                               run_state=run.state.name if run.state else "Unknown",
