@@ -181,3 +181,23 @@ def sandbox_settings(sandbox: SandboxHandle) -> OnboardingSettings:
         timing=TimingSettings(consistency_deadline_s=20, consistency_interval_s=0.2, consistent_reads=2, http_retries=2),
         _env_file=None,  # type: ignore[call-arg]
     )
+
+
+def sandbox_env(sandbox: SandboxHandle) -> dict[str, str]:
+    """The M365_ONBOARD_* environment that points the project at a running sandbox."""
+    return {f"M365_ONBOARD_{key.upper()}": str(value) for key, value in sandbox_settings(sandbox).model_dump(exclude_none=True).items()
+            if isinstance(value, str | int | float | Path)}
+
+
+def save_credential_blocks(sandbox: SandboxHandle, **workbench: Any) -> Any:
+    """Save the sandbox app's and Workbench key's credential blocks under fresh names (needs a Prefect API)."""
+    import uuid
+
+    from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+    from tasks.runtime import BlockNames
+
+    suffix = uuid.uuid4().hex[:8]
+    names = BlockNames(provider_app=f"app-{suffix}", workbench=f"workbench-{suffix}")
+    ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(names.provider_app)
+    WorkbenchCredentials(api_key=sandbox.workbench_key(), **workbench).save(names.workbench)
+    return names

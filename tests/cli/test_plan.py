@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
-from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from m365_onboarding.cli import app
 from tests.conftest import CONFIGURED, FRESH, NEVER_CONSENTS, WORKBENCH_ORG
-from tests.sandbox_harness import SandboxHandle, sandbox_settings
+from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks
 
 runner = CliRunner()
 
@@ -27,13 +24,10 @@ def prefect_server() -> Iterator[None]:
 
 @pytest.fixture
 def block_flags(prefect_server: None, sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    for key, value in sandbox_settings(sandbox).model_dump(exclude_none=True).items():
-        if isinstance(value, str | int | float | Path):
-            monkeypatch.setenv(f"M365_ONBOARD_{key.upper()}", str(value))
-    suffix = uuid.uuid4().hex[:8]
-    ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(f"app-{suffix}")
-    WorkbenchCredentials(api_key=sandbox.workbench_key()).save(f"wb-{suffix}")
-    return ["--provider-app-block", f"app-{suffix}", "--workbench-block", f"wb-{suffix}"]
+    for key, value in sandbox_env(sandbox).items():
+        monkeypatch.setenv(key, value)
+    names = save_credential_blocks(sandbox)
+    return ["--provider-app-block", names.provider_app, "--workbench-block", names.workbench]
 
 
 def _plan(tenant: str, name: str, flags: list[str], *extra: str) -> tuple[int, str, str]:

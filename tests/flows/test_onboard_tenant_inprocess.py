@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
-from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from clients.http import VerifiedSession
 from flows.onboard_tenant import OnboardingRequest, StepModes, onboard_tenant
 from m365_onboarding.settings import EXPEL_TENANT_ID
 from tasks.step import Mode
 from tasks.runtime import BlockNames
-from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks, start_sandbox
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 FRESH = "1a1a1a1a-0000-4000-8000-000000000001"
@@ -56,16 +53,11 @@ def prefect_server() -> Iterator[None]:
 @pytest.fixture
 def blocks(prefect_server: None, fast_sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> BlockNames:
     fast_sandbox.reset()
-    for key, value in sandbox_settings(fast_sandbox).model_dump(exclude_none=True).items():
-        if isinstance(value, str | int | float | Path):
-            monkeypatch.setenv(f"M365_ONBOARD_{key.upper()}", str(value))
+    for key, value in sandbox_env(fast_sandbox).items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("M365_ONBOARD_WAITS__TIME_SCALE", str(SCALE))
     monkeypatch.setenv("M365_ONBOARD_TIMING__CONSISTENCY_INTERVAL_S", "0.05")
-    suffix = uuid.uuid4().hex[:8]
-    names = BlockNames(provider_app=f"app-{suffix}", workbench=f"wb-{suffix}")
-    ProviderAppCredentials(client_id=fast_sandbox.client_id, client_secret=fast_sandbox.app_secret()).save(names.provider_app)
-    WorkbenchCredentials(api_key=fast_sandbox.workbench_key()).save(names.workbench)
-    return names
+    return save_credential_blocks(fast_sandbox)
 
 
 def _request(tenant: str, name: str, blocks: BlockNames) -> OnboardingRequest:

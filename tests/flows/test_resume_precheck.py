@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
@@ -17,11 +16,10 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.states import Running, Suspended
 from prefect.testing.utilities import prefect_test_harness
 
-from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from flows.resume_onboarding import resume_onboarding
 from flows.waiting import PreCheck
 from tasks.runtime import BlockNames, TenantRequest
-from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks, start_sandbox
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 LATE = "2b2b2b2b-0000-4000-8000-000000000001"
@@ -52,14 +50,9 @@ def client() -> Iterator[SyncPrefectClient]:
 @pytest.fixture
 def blocks(client: SyncPrefectClient, still_sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> BlockNames:
     still_sandbox.reset()
-    for key, value in sandbox_settings(still_sandbox).model_dump(exclude_none=True).items():
-        if isinstance(value, str | int | float | Path):
-            monkeypatch.setenv(f"M365_ONBOARD_{key.upper()}", str(value))
-    suffix = uuid.uuid4().hex[:8]
-    names = BlockNames(provider_app=f"app-{suffix}", workbench=f"wb-{suffix}")
-    ProviderAppCredentials(client_id=still_sandbox.client_id, client_secret=still_sandbox.app_secret()).save(names.provider_app)
-    WorkbenchCredentials(api_key=still_sandbox.workbench_key()).save(names.workbench)
-    return names
+    for key, value in sandbox_env(still_sandbox).items():
+        monkeypatch.setenv(key, value)
+    return save_credential_blocks(still_sandbox)
 
 
 def _suspended_run(client: SyncPrefectClient, pause_key: str) -> uuid.UUID:

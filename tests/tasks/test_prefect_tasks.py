@@ -9,13 +9,13 @@ import pytest
 from prefect import flow
 from prefect.testing.utilities import prefect_test_harness
 
-from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from blocks.credentials import ProviderAppCredentials
 from clients.errors import MissingPermission
 from tasks.prefect_tasks import check_admin_consent, ensure_console_access, ensure_cross_tenant_access
 from tasks.runtime import BlockNames, TenantRequest
 from tasks.step import Mode, Outcome
 from tests.conftest import FRESH, PARTIAL, WORKBENCH_ORG
-from tests.sandbox_harness import SandboxHandle, sandbox_settings
+from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +27,11 @@ def prefect_server() -> Iterator[None]:
 @pytest.fixture
 def blocks(prefect_server: None, step_sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> BlockNames:
     """Saved credential blocks and M365_ONBOARD_* settings pointing at the sandbox."""
-    for key, value in sandbox_settings(step_sandbox).model_dump(exclude_none=True).items():
-        if isinstance(value, str | int | float) or hasattr(value, "__fspath__"):
-            monkeypatch.setenv(f"M365_ONBOARD_{key.upper()}", str(value))
+    for key, value in sandbox_env(step_sandbox).items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("M365_ONBOARD_TIMING__CONSISTENCY_DEADLINE_S", "20")
     monkeypatch.setenv("M365_ONBOARD_TIMING__CONSISTENCY_INTERVAL_S", "0.2")
-    suffix = uuid.uuid4().hex[:8]
-    names = BlockNames(provider_app=f"app-{suffix}", workbench=f"workbench-{suffix}")
-    ProviderAppCredentials(client_id=step_sandbox.client_id, client_secret=step_sandbox.app_secret()).save(names.provider_app)
-    WorkbenchCredentials(api_key=step_sandbox.workbench_key(), organization_id=WORKBENCH_ORG).save(names.workbench)
-    return names
+    return save_credential_blocks(step_sandbox, organization_id=WORKBENCH_ORG)
 
 
 def _request(tenant: str, name: str) -> TenantRequest:
