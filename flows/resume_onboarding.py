@@ -3,8 +3,9 @@
 Prefect 3.9 has no "suspend until": the onboarding run schedules a run of this deployment at the
 time of its next check, then suspends and releases its worker. Waking it means a process that
 re-executes it from the top (every finished step comes back from its cache), so this run first
-looks for itself: with the wait's :class:`~flows.waiting.PreCheck` it observes the step read-only
-and wakes the run only when the wait's condition holds, the observation fails (the run's own check
+looks for itself: with the wait's :class:`~flows.waiting.PreCheck` it runs the step in guide mode
+(nothing in the customer's settings changes; the provider's own part, such as its Management
+Activity subscriptions, is done as the run would) and wakes the run only when the wait's condition holds, the observation fails (the run's own check
 reports it with its retries), or the run's stall, reminder or limit time has come. Otherwise it
 schedules its successor one interval later and ends.
 
@@ -54,8 +55,8 @@ class Verdict(StrEnum):
 
 
 def precheck_verdict(flow_run_id: str, precheck: PreCheck) -> Verdict:
-    """Observe the step read-only and decide whether the suspended run needs waking now."""
-    from tasks.prefect_tasks import observe_step  # the clients are only needed for a pre-check
+    """Check the step (guide mode) and decide whether the suspended run needs waking now."""
+    from tasks.prefect_tasks import precheck_step  # the clients are only needed for a pre-check
     from tasks.wait_conditions import WAIT_DONE
 
     logger = get_run_logger()
@@ -72,7 +73,7 @@ def precheck_verdict(flow_run_id: str, precheck: PreCheck) -> Verdict:
         logger.info("tenant=%s wait=%s its stall, reminder or limit time has come; waking the run", tenant, precheck.wait)
         return Verdict.WAKE
     try:
-        result = observe_step(precheck.step, precheck.request, precheck.blocks)
+        result = precheck_step(precheck.step, precheck.request, precheck.blocks)
     except Exception as exc:  # the run's own check retries and reports it; do not hide it here
         logger.warning("tenant=%s wait=%s pre-check failed (%s: %s); waking the run to handle it", tenant, precheck.wait, type(exc).__name__, exc)
         return Verdict.WAKE

@@ -8,7 +8,7 @@ arrives at the next check. The deadline is computed once and persisted, so a res
 worker or the server loses no wait.
 
 Waking a run costs a process that re-executes it, so the resumer run carries a :class:`PreCheck`:
-it observes the step read-only first and wakes the run only when the wait's condition holds, the
+it checks the step first (guide mode: never the customer's settings) and wakes the run only when the wait's condition holds, the
 check fails, or the run's next stall, reminder or limit time has come; otherwise it schedules
 its own successor at the next interval (``flows/resume_onboarding.py``).
 """
@@ -62,7 +62,7 @@ def pause_in_process(name: str, attempt: int, seconds: float) -> None:
 
 
 class PreCheck(BaseModel):
-    """What the resumer may observe, read-only, before it wakes a suspended run (block names, no secrets)."""
+    """What the resumer checks before it wakes a suspended run (block names, no secrets)."""
 
     model_config = ConfigDict(frozen=True)
 

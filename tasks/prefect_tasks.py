@@ -101,8 +101,18 @@ def check_step(step: str, purpose: str, attempt: int, request: TenantRequest, mo
 
 
 def observe_step(step: str, request: TenantRequest, blocks: BlockNames) -> StepResult:
-    """The step in plan mode, read-only: what the resumer looks at before it wakes a waiting run."""
+    """The step in plan mode, read-only: what it would change now (the dry run)."""
     return _run(STEPS[step](), request, Mode.PLAN, blocks)
+
+
+def precheck_step(step: str, request: TenantRequest, blocks: BlockNames) -> StepResult:
+    """What the resumer looks at before it wakes a waiting run: the step in guide mode.
+
+    Guide mode never changes the customer's settings, but does the provider's own part as the run's
+    check would: once auditing is in effect, only starting the provider's Management Activity
+    subscriptions ends the audit wait, which plan mode would never see.
+    """
+    return _run(STEPS[step](), request, Mode.GUIDE, blocks)
 
 
 @task(name="restart_silent_subscriptions", persist_result=True, cache_policy=ONCE_PER_RUN, **_RETRY_OPTIONS)

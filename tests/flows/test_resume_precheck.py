@@ -18,16 +18,24 @@ from prefect.testing.utilities import prefect_test_harness
 
 from flows.resume_onboarding import resume_onboarding
 from flows.waiting import PreCheck
+from tasks.prefect_tasks import ensure_unified_audit_log
 from tasks.runtime import BlockNames, TenantRequest
+from tasks.step import Mode
 from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks, start_sandbox
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 LATE = "2b2b2b2b-0000-4000-8000-000000000001"
+AUDIT_PENDING = "2b2b2b2b-0000-4000-8000-000000000002"
 SCENARIO = {
     "replication_lag": "0s",
     "workbench": {"organizations": [{"id": ORG, "name": "Precheck"}], "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]},
-    "tenants": [{"id": LATE, "display_name": "Late Consent", "initial_domain": "lateconsent.onmicrosoft.com", "consent": {"given": "late", "after": "2h"}}],
+    "tenants": [{"id": LATE, "display_name": "Late Consent", "initial_domain": "lateconsent.onmicrosoft.com", "consent": {"given": "late", "after": "2h"}},
+                {"id": AUDIT_PENDING, "display_name": "Audit Pending", "initial_domain": "auditpending.onmicrosoft.com",
+                 "audit": {"enabled": False, "activation_delay": "45m"}}],
 }
+
+
+SCENARIO_NAMES = {t["id"]: t["display_name"] for t in SCENARIO["tenants"]}
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +71,10 @@ def _suspended_run(client: SyncPrefectClient, pause_key: str) -> uuid.UUID:
     return run.id
 
 
-def _precheck(blocks: BlockNames, wake_in: timedelta) -> PreCheck:
-    request = TenantRequest(tenant_id=LATE, organization_name="Late Consent", provider_org_id=ORG)
-    return PreCheck(wait="admin_consent", step="admin_consent", condition="converged", request=request, blocks=blocks,
-                    suspend_key="admin_consent-0", interval_s=600, wake_by=datetime.now(UTC) + wake_in)
+def _precheck(blocks: BlockNames, wake_in: timedelta, tenant: str = LATE, wait: str = "admin_consent", step: str = "admin_consent") -> PreCheck:
+    request = TenantRequest(tenant_id=tenant, organization_name=SCENARIO_NAMES[tenant], provider_org_id=ORG)
+    return PreCheck(wait=wait, step=step, condition="converged", request=request, blocks=blocks,
+                    suspend_key=f"{wait}-0", interval_s=600, wake_by=datetime.now(UTC) + wake_in)
 
 
 def _successors(client: SyncPrefectClient, run_id: uuid.UUID) -> list:
@@ -131,3 +139,25 @@ def test_a_run_waiting_at_another_pause_is_left_to_that_pause(client: SyncPrefec
 
     assert _state_name(client, run_id) == "Suspended"
     assert _successors(client, run_id) == []
+
+
+def test_the_audit_wait_ends_when_auditing_takes_effect_and_the_provider_subscriptions_start(
+    client: SyncPrefectClient, still_sandbox: SandboxHandle, blocks: BlockNames
+) -> None:
+    """Only the provider's own subscriptions end this wait, so the pre-check must start them as the run would."""
+    request = TenantRequest(tenant_id=AUDIT_PENDING, organization_name="Audit Pending", provider_org_id=ORG)
+    ensure_unified_audit_log.fn(request, Mode.APPLY, blocks)  # turned on; in effect 45 scenario minutes later
+    run_id = _suspended_run(client, "audit_activation-0")
+    precheck = _precheck(blocks, timedelta(hours=2), AUDIT_PENDING, "audit_activation", "unified_audit_log")
+
+    assert resume_onboarding(str(run_id), precheck, 0) == "still-waiting"
+    assert _state_name(client, run_id) == "Suspended"
+
+    still_sandbox.advance("1h")
+    seq = still_sandbox.request_log()[-1]["seq"]
+    assert resume_onboarding(str(run_id), precheck, 0) == "resumed"
+    started = [r for r in still_sandbox.request_log(since=seq, service="management_activity", method="POST") if r["path"].endswith("/subscriptions/start")]
+    assert started and all(r["status"] == 200 for r in started), started
+    writes = [r for r in still_sandbox.request_log(since=seq) if r["service"] in ("graph", "exchange") and r["method"] not in ("GET",)
+              and not (r["operation"] or "").startswith("Get-")]
+    assert writes == [], "the pre-check changed a customer setting"
