@@ -174,11 +174,11 @@ def onboard_tenant(request: OnboardingRequest) -> dict[str, Any]:
             tracker.mark(wait, Transition.WAITING, result.message, waiting_for=result.waiting_for or WAITING_FOR.get(wait),
                          until=window.deadline, next_action=result.instructions)
             if on_customer:
-                notify_customer(tenant, f"{wait}-request", *first_request(tenant, request.customer_contact_email, wait, result.instructions, provider), customer_block)
+                notify_customer(tenant, f"{wait}-request", *first_request(tenant, request.customer_contact_email, wait, result.instructions, provider), customer_block, request.customer_contact_email)
 
         def remind(result: StepResult, window: WaitWindow) -> None:
             waited_h = (policy.remind_s or 0) * settings.waits.time_scale / 3600
-            notify_customer(tenant, f"{wait}-reminder", *reminder(tenant, request.customer_contact_email, wait, result.instructions, provider, waited_h), customer_block)
+            notify_customer(tenant, f"{wait}-reminder", *reminder(tenant, request.customer_contact_email, wait, result.instructions, provider, waited_h), customer_block, request.customer_contact_email)
 
         def stalled(result: StepResult, window: WaitWindow) -> None:
             tracker.mark(wait, Transition.STALLED, f"expected within {policy.expected_s:.0f}s", waiting_for=result.waiting_for or WAITING_FOR.get(wait),

@@ -209,6 +209,7 @@ class NotificationSettings(BaseModel):
     customer_block: str | None = Field(
         default=None, description="Channel for messages to the customer's contact (consent link, guide instructions, reminders)."
     )
+    email_from: str | None = Field(default=None, description="Sender of customer emails (email-server-credentials block); default: the block's username.")
     ui_url: str | None = Field(default=None, description="Prefect UI base URL for links in messages (default: PREFECT_UI_URL).")
     no_worker_after_s: float = Field(default=900, gt=0, description="A resumed run not Running after this long has no worker to run it.")
 

@@ -1,17 +1,26 @@
 """Messages to the customer's contact: what only their admin can do, and reminders while it waits.
 
-Sent through a Prefect notification block (``M365_ONBOARD_NOTIFICATIONS__CUSTOMER_BLOCK``). Each
-message goes once per run: the task is cached on (kind, run), so a re-executed run does not send it
+Sent through the block named by ``M365_ONBOARD_NOTIFICATIONS__CUSTOMER_BLOCK``: any Prefect
+notification block (Slack, Teams, custom webhook …), or prefect-email's ``EmailServerCredentials``
+(``email-server-credentials/<name>``), which mails the customer contact directly over SSL or
+STARTTLS with certificate verification (a block that would send in clear or unverified is refused:
+the messages carry the consent link). Each message goes once per run: the task is cached on (kind, run), so a re-executed run does not send it
 again. The texts are ours; they carry the step's instructions (links, settings to change) and
 never a secret.
 """
 
 from __future__ import annotations
 
+from email.message import EmailMessage
+from typing import Any
+
 from prefect import get_run_logger, task
 from prefect.blocks.core import Block
 from prefect.blocks.notifications import NotificationBlock
 from prefect.cache_policies import INPUTS, RUN_ID
+from prefect_email import EmailServerCredentials, SMTPType
+
+from m365_onboarding.settings import OnboardingSettings
 
 from tasks.caching import STEP_ID
 from tasks.runtime import TenantRequest
@@ -45,6 +54,31 @@ def reminder(request: TenantRequest, contact: str, step: str, instructions: str 
     return subject, body.strip()
 
 
+class UnusableChannel(ValueError):
+    """The customer channel's block cannot be used as configured; retrying will not help."""
+
+
+def send_email(credentials: EmailServerCredentials, sender: str | None, to: str, subject: str, body: str) -> None:
+    """One plain-text mail through the block's server (prefect-email opens and authenticates it)."""
+    smtp_type = SMTPType(credentials.smtp_type) if not isinstance(credentials.smtp_type, SMTPType) else credentials.smtp_type
+    if smtp_type == SMTPType.INSECURE or not credentials.verify:
+        raise UnusableChannel("the email block sends in clear or without verifying the server's certificate; "
+                              "set smtp_type SSL or STARTTLS and verify true (the messages carry the consent link)")
+    sender = sender or credentials.username
+    if not sender:
+        raise UnusableChannel("no sender address: set M365_ONBOARD_NOTIFICATIONS__EMAIL_FROM or the email block's username")
+    message = EmailMessage()
+    message["Subject"], message["From"], message["To"] = subject, sender, to
+    message.set_content(body.removeprefix(f"To: {to}\n"))  # the header says it already
+    with credentials.get_server() as server:
+        server.send_message(message)
+
+
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """A server briefly down is worth another try; a block that cannot work is not."""
+    return not isinstance(state.result(raise_on_failure=False), UnusableChannel)
+
+
 @task(
     name="notify_customer",
     task_run_name="notify-customer-{kind}",
@@ -52,16 +86,25 @@ def reminder(request: TenantRequest, contact: str, step: str, instructions: str 
     cache_policy=STEP_ID + (INPUTS - "subject" - "body") + RUN_ID,  # once per kind and run, whatever the text
     retries=3,
     retry_delay_seconds=[5, 30, 120],  # a webhook or mail server that is briefly down
+    retry_condition_fn=_worth_retrying,
 )
-def notify_customer(request: TenantRequest, kind: str, subject: str, body: str, block_slug: str | None) -> bool:
+def notify_customer(request: TenantRequest, kind: str, subject: str, body: str, block_slug: str | None, contact: str | None = None) -> bool:
     """Send one message to the customer's contact through the configured block; False if none is configured."""
     logger = get_run_logger()
     if block_slug is None:
         logger.info("tenant=%s message=%s not sent: no customer channel configured (NOTIFICATIONS__CUSTOMER_BLOCK); it is in the checklist", request.tenant_id, kind)
         return False
-    block = Block.load(block_slug)
-    if not isinstance(block, NotificationBlock):
-        raise TypeError(f"block {block_slug!r} is a {type(block).__name__}, not a notification block")
-    block.notify(body=body, subject=subject)
+    try:
+        block = Block.load(block_slug)
+    except ValueError as exc:  # no such block
+        raise UnusableChannel(f"customer channel {block_slug!r}: {exc}") from None
+    if isinstance(block, EmailServerCredentials):
+        if not contact:
+            raise UnusableChannel("the customer channel is email but the onboarding request has no contact address")
+        send_email(block, OnboardingSettings().notifications.email_from, contact, subject, body)
+    elif isinstance(block, NotificationBlock):
+        block.notify(body=body, subject=subject)
+    else:
+        raise UnusableChannel(f"block {block_slug!r} is a {type(block).__name__}, not a notification block or email server")
     logger.info("tenant=%s message=%s sent to the customer's contact through %s", request.tenant_id, kind, block_slug)
     return True
