@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from prefect.automations import Automation
+from prefect.blocks.core import Block
+from prefect.blocks.notifications import NotificationBlock
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.events.schemas.automations import AutomationCore
 
@@ -49,9 +51,17 @@ def team_block_id(client: SyncPrefectClient, settings: OnboardingSettings) -> UU
         return None
     block_type, name = slug.split("/")
     try:
-        return client.read_block_document_by_name(name=name, block_type_slug=block_type).id
+        document = client.read_block_document_by_name(name=name, block_type_slug=block_type)
     except Exception as exc:  # ObjectNotFound
         raise NotOnServer(f"notification block {slug!r} not found ({type(exc).__name__}): create it first (UI → Blocks, or Python)") from None
+    try:
+        is_notification = issubclass(Block.get_block_class_from_key(block_type), NotificationBlock)
+    except KeyError:  # a block type this process does not know: let the server's action decide
+        is_notification = True
+    if not is_notification:
+        raise NotOnServer(f"team block {slug!r} is not a notification block: automations send only through one "
+                          "(slack-webhook, ms-teams-webhook, custom-webhook, …); email works for the customer channel")
+    return document.id
 
 
 def _sorted_sets(value: object) -> object:

@@ -133,6 +133,20 @@ def test_the_cli_applies_and_reports_in_one_line_per_automation(client: SyncPref
     assert not any(line.startswith(("created", "updated", "deleted")) for line in again.output.splitlines())
 
 
+
+def test_an_email_block_as_team_channel_is_refused_with_the_reason(client: SyncPrefectClient) -> None:
+    from prefect_email import EmailServerCredentials
+
+    if not any(d.name == "onboard-tenant" for d in client.read_deployments()):
+        _deploy(client)
+    EmailServerCredentials(smtp_server="127.0.0.1", smtp_port=25, smtp_type="STARTTLS").save("team-mail", overwrite=True)
+    settings = OnboardingSettings(notifications=NotificationSettings(team_block="email-server-credentials/team-mail"))
+    before = {a.name for a in _ours(client)}
+
+    with pytest.raises(NotOnServer, match="is not a notification block: automations send only through one"):
+        apply_automations(client, settings)
+    assert {a.name for a in _ours(client)} == before
+
 _SAME_STALL_TWO_ORDERS = """
 from automations.apply import _comparable
 from prefect.automations import Automation
