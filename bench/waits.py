@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
 from prefect.client.schemas.objects import StateType
 from prefect.states import Scheduled
 from prefect.deployments import run_deployment
@@ -109,9 +109,18 @@ def _start(tenant: dict[str, Any], blocks: dict[str, str]) -> uuid.UUID:
 
 
 def _scheduled_resumer(client: Any, run_id: uuid.UUID) -> uuid.UUID:
-    [resumer] = client.read_flow_runs(flow_run_filter=FlowRunFilter(  # resumer runs are named after the run they resume
-        name=FlowRunFilterName(any_=[f"resume-{run_id}"]), state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))))
-    return resumer.id
+    # A scheduled run gets its templated name ("resume-<id>") only when it starts: match the parameter.
+    offset = 0
+    while True:
+        page = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            tags=FlowRunFilterTags(all_=["onboarding-resumer"]), state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+            limit=200, offset=offset)
+        for run in page:
+            if run.parameters.get("flow_run_id") == str(run_id):
+                return run.id
+        if len(page) < 200:
+            raise RuntimeError(f"no scheduled resumer run for {run_id}")
+        offset += 200
 
 
 def _finished(client: Any, run_id: uuid.UUID) -> bool:
