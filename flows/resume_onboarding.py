@@ -5,9 +5,9 @@ time of its next check, then suspends and releases its worker. Waking it means a
 re-executes it from the top (every finished step comes back from its cache), so this run first
 looks for itself: with the wait's :class:`~flows.waiting.PreCheck` it runs the step in guide mode
 (nothing in the customer's settings changes; the provider's own part, such as its Management
-Activity subscriptions, is done as the run would) and wakes the run only when the wait's condition holds, the observation fails (the run's own check
-reports it with its retries), or the run's stall, reminder or limit time has come. Otherwise it
-schedules its successor one interval later and ends.
+Activity subscriptions, is done as the run would) and wakes the run only when the wait's condition
+holds, the observation fails (the run's own check reports it with its retries), or the run's stall,
+reminder or limit time has come. Otherwise it schedules its successor one interval later and ends.
 
 The crash-recovery automation (``automations/definitions.py``) also starts this deployment, with no
 pre-check, for an onboarding run that Crashed (its process died). Such a run is rescheduled, at most

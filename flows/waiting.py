@@ -8,9 +8,9 @@ arrives at the next check. The deadline is computed once and persisted, so a res
 worker or the server loses no wait.
 
 Waking a run costs a process that re-executes it, so the resumer run carries a :class:`PreCheck`:
-it checks the step first (guide mode: never the customer's settings) and wakes the run only when the wait's condition holds, the
-check fails, or the run's next stall, reminder or limit time has come; otherwise it schedules
-its own successor at the next interval (``flows/resume_onboarding.py``).
+it checks the step first (guide mode: never the customer's settings) and wakes the run only when
+the wait's condition holds, the check fails, or the run's next stall, reminder or limit time has
+come; otherwise it schedules its own successor at the next interval (``flows/resume_onboarding.py``).
 """
 
 from __future__ import annotations

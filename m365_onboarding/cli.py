@@ -163,14 +163,13 @@ def status(
     import json
 
     from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_UI_URL
     from rich.table import Table
 
     from m365_onboarding.settings import OnboardingSettings
     from m365_onboarding.status import tenant_statuses
 
     try:
-        from prefect.settings import PREFECT_UI_URL
-
         ui_url = OnboardingSettings().notifications.ui_url or PREFECT_UI_URL.value()
         with get_client(sync_client=True) as client:
             rows = tenant_statuses(client, ui_url)

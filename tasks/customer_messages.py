@@ -60,8 +60,7 @@ class UnusableChannel(ValueError):
 
 def send_email(credentials: EmailServerCredentials, sender: str | None, to: str, subject: str, body: str) -> None:
     """One plain-text mail through the block's server (prefect-email opens and authenticates it)."""
-    smtp_type = SMTPType(credentials.smtp_type) if not isinstance(credentials.smtp_type, SMTPType) else credentials.smtp_type
-    if smtp_type == SMTPType.INSECURE or not credentials.verify:
+    if credentials.smtp_type == SMTPType.INSECURE or not credentials.verify:  # the block's validator made it an SMTPType
         raise UnusableChannel("the email block sends in clear or without verifying the server's certificate; "
                               "set smtp_type SSL or STARTTLS and verify true (the messages carry the consent link)")
     sender = sender or credentials.username

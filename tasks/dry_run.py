@@ -9,8 +9,9 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from clients.errors import AppNotConsented, OnboardingError
-from tasks.prefect_tasks import observe_step
+from tasks.prefect_tasks import STEPS
 from tasks.runtime import BlockNames, TenantRequest, build_context
+from tasks.step import Mode, run_step
 from tasks.tenant import TenantCheck, check_tenant
 
 PLANNED_STEPS = ("admin_consent", "console_access", "cross_tenant_access", "unified_audit_log", "security_device")
@@ -29,18 +30,15 @@ class TenantPlan(BaseModel):
     tenant: TenantCheck
     steps: list[PlannedStep]
 
-    @property
-    def changes_anything(self) -> bool:
-        return any(s.action != "none" for s in self.steps)
-
 
 def plan_tenant(request: TenantRequest, blocks: BlockNames) -> TenantPlan:
     """Plan every step; raises only for the tenant itself (not found, name mismatch)."""
-    tenant = check_tenant(build_context(request, blocks))
+    ctx = build_context(request, blocks)  # one context: blocks loaded and tenant checked once for all steps
+    tenant = check_tenant(ctx)
     steps = []
     for name in PLANNED_STEPS:
         try:
-            result = observe_step(name, request, blocks)
+            result = run_step(STEPS[name](), ctx, Mode.PLAN)
         except AppNotConsented:
             steps.append(PlannedStep(step=name, action="cannot plan", note="needs the customer's admin consent first"))
             continue

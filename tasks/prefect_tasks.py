@@ -100,11 +100,6 @@ def check_step(step: str, purpose: str, attempt: int, request: TenantRequest, mo
     return _run(STEPS[step](), request, mode, blocks)
 
 
-def observe_step(step: str, request: TenantRequest, blocks: BlockNames) -> StepResult:
-    """The step in plan mode, read-only: what it would change now (the dry run)."""
-    return _run(STEPS[step](), request, Mode.PLAN, blocks)
-
-
 def precheck_step(step: str, request: TenantRequest, blocks: BlockNames) -> StepResult:
     """What the resumer looks at before it wakes a waiting run: the step in guide mode.
 
