@@ -128,13 +128,17 @@ def plan(
     try:
         result = plan_tenant(request, BlockNames(provider_app=provider_app_block, workbench=workbench_block))
     except OnboardingError as exc:
-        err.print(f"[red]error:[/red] {str(exc).splitlines()[0]}", highlight=False)
+        err.print(f"[red]error:[/red] {exc.message.splitlines()[0]}", highlight=False)  # the next action follows on its own line
         if exc.next_action:
             err.print(f"next: {exc.next_action}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
     except ValueError as exc:  # a block that is not saved
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    except Exception as exc:  # e.g. the Prefect API holding the blocks does not answer: one line, not a traceback
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        err.print(f"[red]error:[/red] cannot plan: {type(exc).__name__}: {first_line}", highlight=False)
+        raise typer.Exit(EXIT_FAILED) from None
     if as_json:
         out.print_json(result.model_dump_json())
         return

@@ -83,6 +83,7 @@ def test_a_wrong_organization_name_is_one_clear_error(sandbox: SandboxHandle, bl
     assert code == 1
     assert "named 'Fresh Corp' in Entra, not 'Fresh Corporation'" in stderr and "Traceback" not in stderr + stdout
     assert stderr.count("\n") == 2 and stderr.splitlines()[1].startswith("next: ")
+    assert stderr.count("Confirm with the customer") == 1, stderr  # the next action is said once
 
 
 def test_bad_input_exits_2_naming_what_is_wrong(block_flags: list[str]) -> None:
@@ -91,3 +92,17 @@ def test_bad_input_exits_2_naming_what_is_wrong(block_flags: list[str]) -> None:
 
     code, _, stderr = _plan(FRESH, "Fresh Corp", ["--provider-app-block", "no-such-block"])
     assert code == 2 and "no-such-block" in stderr
+
+
+def test_an_unreachable_prefect_api_is_one_line_and_exit_1(sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with socket.socket() as probe:  # a port nothing listens on: the blocks cannot be read
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
+        code, stdout, stderr = _plan(FRESH, "Fresh Corp", [])
+    assert code == 1
+    assert stderr.startswith("error: cannot plan: ") and stderr.count("\n") == 1 and "Traceback" not in stdout + stderr, stderr
