@@ -6,7 +6,7 @@ ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
 
-.PHONY: bootstrap test sandbox
+.PHONY: bootstrap demo test sandbox
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
@@ -18,3 +18,7 @@ test: bootstrap
 ## Run the local Microsoft 365 + Workbench sandbox on ports 8443-8447.
 sandbox: bootstrap
 	$(UV) run --locked m365-onboard sandbox $(ARGS)
+
+## The demo: a local Prefect server, the sandbox and a worker onboard three sample tenants.
+demo: bootstrap
+	$(UV) run --locked m365-onboard demo $(ARGS)

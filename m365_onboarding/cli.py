@@ -1,6 +1,8 @@
 """The onboarding team's command line: ``m365-onboard``.
 
-Exit codes: 0 success; 1 the command ran and failed; 2 bad input (a flag, a file); 130 interrupted.
+Exit codes: 0 success; 1 the command ran and failed (a tenant error, a service that does not
+answer, a run that could not be started); 2 bad input (a flag, a file, a CSV row, a setting);
+130 interrupted. Errors are one line on stderr; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from rich.console import Console
 
 from m365_onboarding.paths import state_dir as default_state_dir
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Onboard Microsoft 365 tenants to an MDR provider.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Onboard Microsoft 365 tenants to an MDR provider.")
 err = Console(stderr=True, soft_wrap=True)  # never wrap: error lines get copied and grepped
 out = Console(soft_wrap=True)
 
@@ -23,9 +26,27 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
+EXIT_INTERRUPTED = 130
+DEBUG = {"on": False}
+
+
 @app.callback()
-def _root() -> None:
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False) -> None:
     """Onboard Microsoft 365 tenants to an MDR provider, tenant by tenant, with Prefect."""
+    DEBUG["on"] = debug
+
+
+def fail(message: str, code: int = EXIT_FAILED, exc: BaseException | None = None) -> typer.Exit:
+    """Print one error line (and the traceback with ``--debug``); returns the exit to raise."""
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    if DEBUG["on"] and exc is not None:
+        err.print_exception(show_locals=False)
+    return typer.Exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 @app.command()
@@ -192,8 +213,154 @@ def status(
     out.print(table)
 
 
+@app.command()
+def deploy(
+    sandbox_state: Annotated[Path | None, typer.Option("--from-sandbox", help="Take the credentials from a sandbox's state folder (its sandbox.json).")] = None,
+    client_id: Annotated[str | None, typer.Option(help="Application (client) id of the provider's multi-tenant app.")] = None,
+    certificate: Annotated[Path | None, typer.Option(help="PEM certificate registered on the app (preferred over a secret).")] = None,
+    private_key: Annotated[Path | None, typer.Option(help="PEM private key of that certificate.")] = None,
+    provider_app_block: Annotated[str, typer.Option(help="Name of the ProviderAppCredentials block.")] = "m365-provider-app",
+    workbench_block: Annotated[str, typer.Option(help="Name of the WorkbenchCredentials block.")] = "expel-workbench",
+) -> None:
+    """Register the work pool, credential blocks, deployments (prefect.yaml) and automations; idempotent.
+
+    Secrets come from the environment, never from flags: M365_ONBOARD_APP_CLIENT_SECRET (when no
+    certificate is given) and M365_ONBOARD_WORKBENCH_API_KEY. A block given no credential is kept.
+    """
+    import os
+
+    from prefect.client.orchestration import get_client
+    from pydantic import ValidationError
+
+    from automations.apply import NotOnServer
+    from m365_onboarding.deploy import DeployError, credentials_from_environment, credentials_from_sandbox
+    from m365_onboarding.deploy import deploy as deploy_all
+    from m365_onboarding.local_stack import StackError, project_dir
+    from m365_onboarding.settings import OnboardingSettings
+    from tasks.runtime import BlockNames
+
+    try:
+        settings = OnboardingSettings()
+        project = project_dir()
+        if sandbox_state is not None:
+            app_credentials, workbench = credentials_from_sandbox(sandbox_state.resolve())
+        else:
+            app_credentials, workbench = credentials_from_environment(os.environ, client_id, certificate, private_key)
+    except ValidationError as exc:
+        raise fail(f"settings: {exc.errors()[0]['msg']}", EXIT_BAD_INPUT, exc) from None
+    except (DeployError, StackError) as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT, exc) from None
+    try:
+        with get_client(sync_client=True) as client:
+            report = deploy_all(client, project, settings, BlockNames(provider_app=provider_app_block, workbench=workbench_block), app_credentials, workbench)
+    except (DeployError, NotOnServer) as exc:
+        raise fail(str(exc), EXIT_FAILED, exc) from None
+    except Exception as exc:  # the Prefect API does not answer
+        raise fail(f"cannot deploy: {_one_line(exc)}", EXIT_FAILED, exc) from None
+    for kind, name, verb in report.lines:
+        out.print(f"{verb:<10} {kind:<11} {name}", highlight=False)
+
+
+@app.command()
+def onboard(
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="One tenant per row; columns as the flags, with underscores (tenant_id, ...).")] = None,
+    tenant_id: Annotated[str | None, typer.Option("--tenant-id", help="The customer's Directory (tenant) ID.")] = None,
+    organization: Annotated[str | None, typer.Option("--organization", help="The organization name as Entra shows it.")] = None,
+    provider_org: Annotated[str | None, typer.Option("--provider-org", help="The customer's organization GUID at the provider (Workbench).")] = None,
+    contact: Annotated[str | None, typer.Option("--contact", help="The customer's admin: receives the consent link and reminders.")] = None,
+    console_access: Annotated[str | None, typer.Option(help="Force a mode for console access: apply, guide or plan.")] = None,
+    cross_tenant_access: Annotated[str | None, typer.Option(help="Force a mode for cross-tenant access: apply, guide or plan.")] = None,
+    unified_audit_log: Annotated[str | None, typer.Option(help="Force a mode for the audit log: apply, guide or plan.")] = None,
+    provider_app_block: Annotated[str | None, typer.Option(help="Saved ProviderAppCredentials block (default m365-provider-app).")] = None,
+    workbench_block: Annotated[str | None, typer.Option(help="Saved WorkbenchCredentials block (default expel-workbench).")] = None,
+    deployment: Annotated[str, typer.Option(help="The onboarding deployment.")] = "onboard-tenant/onboard-tenant",
+) -> None:
+    """Start an onboarding run for one tenant (flags) or for every row of a CSV file; prints the run links.
+
+    Every row is checked before any run starts; all problems are listed at once.
+    """
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_UI_URL
+    from pydantic import ValidationError
+
+    from m365_onboarding.onboard import InvalidRequests, build_request, describe, requests_from_csv, start_runs
+    from m365_onboarding.settings import OnboardingSettings
+
+    flags = {"tenant_id": tenant_id, "organization_name": organization, "provider_org_id": provider_org, "customer_contact_email": contact,
+             "console_access": console_access, "cross_tenant_access": cross_tenant_access, "unified_audit_log": unified_audit_log,
+             "provider_app_block": provider_app_block, "workbench_block": workbench_block}
+    tenant_flags = [k for k in ("tenant_id", "organization_name", "provider_org_id", "customer_contact_email") if flags[k] is not None]
+    if (csv_file is None) == (not tenant_flags):
+        raise fail("give either --csv FILE or the tenant's flags (--tenant-id, --organization, --provider-org, --contact)", EXIT_BAD_INPUT)
+    try:
+        if csv_file is not None:
+            requests = requests_from_csv(csv_file)
+        else:
+            flag_names = {"organization_name": "organization", "provider_org_id": "provider-org", "customer_contact_email": "contact"}
+            missing = [f"--{flag_names.get(k, k.replace('_', '-'))}" for k in flag_names.keys() | {"tenant_id"} if flags[k] is None]
+            if missing:
+                raise InvalidRequests([f"missing {', '.join(sorted(missing))}"])
+            try:
+                requests = [build_request(flags)]
+            except ValidationError as exc:  # name the flags the user typed, not the model's fields
+                as_flags = {"tenant_id": "--tenant-id", **{k: f"--{v}" for k, v in flag_names.items()}}
+                raise InvalidRequests([next((p.replace(k, f, 1) for k, f in as_flags.items() if p.startswith(k + ":")), p)
+                                       for p in describe(exc)]) from None
+    except InvalidRequests as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error:[/red] {problem}", highlight=False)
+        err.print(f"nothing started: {len(exc.problems)} problem(s)", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        ui_url = OnboardingSettings().notifications.ui_url or PREFECT_UI_URL.value()
+        started, failed = start_runs(requests, deployment, ui_url)
+    except ObjectNotFound as exc:
+        raise fail(f"deployment {deployment!r} not found: run `m365-onboard deploy` first", EXIT_FAILED, exc) from None
+    except Exception as exc:
+        raise fail(f"cannot start the runs: {_one_line(exc)}", EXIT_FAILED, exc) from None
+    for run in started:
+        out.print(f"started {run.run_name:<30} {run.tenant_id}  {run.link or run.run_id}", highlight=False)
+    for request, why in failed:
+        err.print(f"[red]error:[/red] not started: {request.organization_name} ({request.tenant_id}): {why}", highlight=False)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def demo(
+    keep_running: Annotated[bool, typer.Option("--keep-running", help="Keep the Prefect UI, sandbox and worker up after the summary (Ctrl-C stops them).")] = False,
+    time_scale: Annotated[float, typer.Option("--time-scale", help="Scenario seconds per real second.")] = 3600,
+    timeout: Annotated[float, typer.Option(help="Give up watching after this many seconds.")] = 900,
+    state_dir: Annotated[Path | None, typer.Option(help="State folder (default: $M365_ONBOARD_STATE_DIR or ./.state); the demo uses its demo/ subfolder.")] = None,
+) -> None:
+    """Onboard the sandbox's sample tenants end to end: Prefect server, sandbox, worker, deployments, live progress."""
+    from m365_onboarding.demo import run_demo
+    from m365_onboarding.local_stack import StackError
+
+    if time_scale <= 0 or timeout <= 0:
+        raise fail("--time-scale and --timeout must be positive", EXIT_BAD_INPUT)
+    folder = ((state_dir or default_state_dir()) / "demo").resolve()
+    try:
+        outcomes = run_demo(folder, out, time_scale=time_scale, timeout_s=timeout, keep_running=keep_running)
+    except StackError as exc:
+        raise fail(str(exc), EXIT_FAILED, exc) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; everything the demo started was stopped", EXIT_INTERRUPTED) from None
+    if any(o.state == "Scheduled" for o in outcomes):
+        raise fail("some runs never started: see the worker's log in " + str(folder / "logs"), EXIT_FAILED)
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # anything not handled by a command: one line, the traceback only with --debug
+        if "--debug" in sys.argv[1:]:
+            raise
+        err.print(f"[red]error:[/red] {_one_line(exc)} (run again with --debug for the traceback)", highlight=False)
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":

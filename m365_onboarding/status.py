@@ -37,6 +37,7 @@ class TenantStatus(BaseModel):
     stalled: bool = False
     detail: str | None = None
     link: str | None = None
+    steps: dict[str, str] = {}  # every step the run reached -> its latest transition (started, waiting, ...)
 
 
 def _is_final(run: Any) -> bool:
@@ -105,6 +106,7 @@ def tenant_statuses(client: SyncPrefectClient, ui_url: str | None = None) -> lis
                 stalled.add(step)
             elif transition == "waiting":
                 waiting_since[step] = event
+        status.steps = {step: event.event.removeprefix("onboarding.step.") for step, event in last.items()}
         open_steps = [e for e in last.values() if e.event != "onboarding.step.completed"]
         if open_steps:
             current = max(open_steps, key=lambda e: e.occurred)

@@ -12,33 +12,11 @@ from pathlib import Path
 
 import requests
 
+from m365_onboarding.local_stack import process_tree
 from tests.sandbox_harness import free_port_block
 
 PROJECT = Path(__file__).resolve().parents[1]
 POOL = "m365-onboarding"
-
-
-def child_pids(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants, parents before children."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop(0)
-        found.append(current)
-        todo.extend(child_pids(current))
-    return found
 
 
 @dataclass
