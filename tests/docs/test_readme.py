@@ -31,7 +31,8 @@ def test_readme_quick_start_is_one_block_of_two_commands() -> None:
     text = README.read_text()
     quick = text.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in quick.strip().splitlines()]
-    assert commands == ["make sandbox", "make test"]
+    assert commands == ["make demo", "make test"]
     makefile = (README.parent / "Makefile").read_text()
-    assert "sandbox:" in makefile and "test:" in makefile
+    assert "m365-onboard demo" in makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert "pytest" in makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "make test" in (README.parent / ".ci" / "run").read_text()
