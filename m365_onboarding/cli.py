@@ -62,15 +62,13 @@ def sandbox(
     from sandbox.server import SandboxServer, SandboxStartError, write_env_file, write_manifest
 
     if time_scale is not None and time_scale <= 0:
-        err.print(f"[red]error:[/red] --time-scale must be positive, got {time_scale}")
-        raise typer.Exit(EXIT_BAD_INPUT)
+        raise fail(f"--time-scale must be positive, got {time_scale}", EXIT_BAD_INPUT)
     try:
         loaded = load_scenario(scenario)
         folder = (state_dir or default_state_dir() / "sandbox").resolve()
         server = SandboxServer(loaded, folder, first_port=port, time_scale=time_scale)
     except (ScenarioError, SandboxStartError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise fail(str(exc), EXIT_BAD_INPUT, exc) from None
 
     def ready(srv: SandboxServer) -> None:
         manifest = write_manifest(folder, srv.endpoints, srv.world)
@@ -89,10 +87,9 @@ def sandbox(
     try:
         asyncio.run(server.serve(on_ready=ready))
     except SandboxStartError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise fail(str(exc), EXIT_FAILED, exc) from None
     except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 @app.command()
@@ -109,14 +106,12 @@ def automations(
     try:
         settings = OnboardingSettings()
     except ValidationError as exc:
-        err.print(f"[red]error:[/red] settings: {exc.errors()[0]['msg']}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise fail(f"settings: {exc.errors()[0]['msg']}", EXIT_BAD_INPUT, exc) from None
     try:
         with get_client(sync_client=True) as client:
             report = apply_automations(client, settings, dry_run=dry_run)
     except NotOnServer as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise fail(str(exc), EXIT_FAILED, exc) from None
     suffix = " (dry run: nothing changed)" if dry_run else ""
     for verb in ("created", "updated", "deleted", "unchanged"):
         for name in getattr(report, verb):
@@ -144,22 +139,18 @@ def plan(
         request = TenantRequest(tenant_id=tenant_id, organization_name=organization, provider_org_id=provider_org)
     except ValidationError as exc:
         first = exc.errors()[0]
-        err.print(f"[red]error:[/red] {first['loc'][0]}: {first['msg']}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise fail(f"{first['loc'][0]}: {first['msg']}", EXIT_BAD_INPUT, exc) from None
     try:
         result = plan_tenant(request, BlockNames(provider_app=provider_app_block, workbench=workbench_block))
     except OnboardingError as exc:
-        err.print(f"[red]error:[/red] {exc.message.splitlines()[0]}", highlight=False)  # the next action follows on its own line
+        failure = fail(exc.message.splitlines()[0], EXIT_FAILED, exc)  # the next action follows on its own line
         if exc.next_action:
             err.print(f"next: {exc.next_action}", highlight=False)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise failure from None
     except ValueError as exc:  # a block that is not saved
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise fail(str(exc), EXIT_BAD_INPUT, exc) from None
     except Exception as exc:  # e.g. the Prefect API holding the blocks does not answer: one line, not a traceback
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        err.print(f"[red]error:[/red] cannot plan: {type(exc).__name__}: {first_line}", highlight=False)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise fail(f"cannot plan: {_one_line(exc)}", EXIT_FAILED, exc) from None
     if as_json:
         out.print_json(result.model_dump_json())
         return
@@ -199,8 +190,7 @@ def status(
         with get_client(sync_client=True) as client:
             rows = tenant_statuses(client, ui_url)
     except Exception as exc:  # the server is down or unreachable: one line, not a traceback
-        err.print(f"[red]error:[/red] cannot read the Prefect API ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", highlight=False)
-        raise typer.Exit(EXIT_FAILED) from None
+        raise fail(f"cannot read the Prefect API ({_one_line(exc)})", EXIT_FAILED, exc) from None
     if as_json:
         out.print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2), highlight=False)
         return
