@@ -8,6 +8,7 @@ answer, a run that could not be started); 2 bad input (a flag, a file, a CSV row
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -330,6 +331,12 @@ def demo(
     if time_scale <= 0 or timeout <= 0:
         raise fail("--time-scale and --timeout must be positive", EXIT_BAD_INPUT)
     folder = ((state_dir or default_state_dir()) / "demo").resolve()
+
+    def stop_on_terminate(signum: int, frame: object) -> None:  # `kill` or a closed terminal: stop what we started, as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background, where SIGINT is ignored
     try:
         outcomes = run_demo(folder, out, time_scale=time_scale, timeout_s=timeout, keep_running=keep_running)
     except StackError as exc:

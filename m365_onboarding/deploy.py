@@ -21,7 +21,7 @@ from prefect.blocks.core import Block
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr
 
@@ -118,8 +118,11 @@ def ensure_work_pool(client: SyncPrefectClient, report: DeployReport, pool: str)
         client.read_work_pool(pool)
         report.add("work pool", pool, "unchanged")
     except ObjectNotFound:
-        client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
-        report.add("work pool", pool, "created")
+        try:
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+            report.add("work pool", pool, "created")
+        except ObjectAlreadyExists:  # a worker started meanwhile creates its pool itself
+            report.add("work pool", pool, "unchanged")
 
 
 def _deployments(client: SyncPrefectClient, names: list[str]) -> dict[str, Any]:

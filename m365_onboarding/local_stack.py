@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -38,6 +39,7 @@ def project_dir() -> Path:
 
 def port_is_free(port: int) -> bool:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: a port in TIME_WAIT is free for them
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -145,9 +147,16 @@ class LocalStack:
         raise StackError(f"{child.name}: not {what} after {timeout_s:.0f}s; its log ({child.log}) ends:\n{child.tail()}")
 
     def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
-        self.children.clear()
+        """Stop every child, newest first; a second Ctrl-C (or uv forwarding the first) cannot cut this short."""
+        in_main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+        try:
+            for child in reversed(self.children):
+                child.stop()
+            self.children.clear()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def server_healthy(api_url: str) -> bool:
