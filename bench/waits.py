@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -138,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.tenants < 1 or args.concurrency < 1:
         parser.error("--tenants and --concurrency must be at least 1")
+    def stop_on_terminate(signum: int, frame: object) -> None:  # `kill`: stop the server, worker and sandbox too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_terminate)
     tmp = Path(tempfile.mkdtemp(prefix="bench-waits-"))
     tenants = [_tenant(i, zero=False) for i in range(args.tenants)]
     zero = _tenant(args.tenants, zero=True)
