@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from automations.apply import apply_automations
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from m365_onboarding.local_stack import stop_on_terminate
 from m365_onboarding.settings import OnboardingSettings
 from tests.prefect_harness import POOL, PrefectStack, process_tree, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
@@ -139,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.tenants < 1 or args.concurrency < 1:
         parser.error("--tenants and --concurrency must be at least 1")
-    def stop_on_terminate(signum: int, frame: object) -> None:  # `kill`: stop the server, worker and sandbox too
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop_on_terminate)
+    stop_on_terminate()  # `kill`: the finally below stops the server, worker and sandbox too
     tmp = Path(tempfile.mkdtemp(prefix="bench-waits-"))
     tenants = [_tenant(i, zero=False) for i in range(args.tenants)]
     zero = _tenant(args.tenants, zero=True)

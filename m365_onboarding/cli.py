@@ -8,7 +8,6 @@ answer, a run that could not be started); 2 bad input (a flag, a file, a CSV row
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -25,8 +24,6 @@ out = Console(soft_wrap=True)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-
-
 EXIT_INTERRUPTED = 130
 DEBUG = {"on": False}
 
@@ -294,9 +291,7 @@ def onboard(
             try:
                 requests = [build_request(flags)]
             except ValidationError as exc:  # name the flags the user typed, not the model's fields
-                as_flags = {"tenant_id": "--tenant-id", **{k: f"--{v}" for k, v in flag_names.items()}}
-                raise InvalidRequests([next((p.replace(k, f, 1) for k, f in as_flags.items() if p.startswith(k + ":")), p)
-                                       for p in describe(exc)]) from None
+                raise InvalidRequests(describe(exc, {"tenant_id": "--tenant-id", **{k: f"--{v}" for k, v in flag_names.items()}})) from None
     except InvalidRequests as exc:
         for problem in exc.problems:
             err.print(f"[red]error:[/red] {problem}", highlight=False)
@@ -326,17 +321,12 @@ def demo(
 ) -> None:
     """Onboard the sandbox's sample tenants end to end: Prefect server, sandbox, worker, deployments, live progress."""
     from m365_onboarding.demo import run_demo
-    from m365_onboarding.local_stack import StackError
+    from m365_onboarding.local_stack import StackError, stop_on_terminate
 
     if time_scale <= 0 or timeout <= 0:
         raise fail("--time-scale and --timeout must be positive", EXIT_BAD_INPUT)
     folder = ((state_dir or default_state_dir()) / "demo").resolve()
-
-    def stop_on_terminate(signum: int, frame: object) -> None:  # `kill` or a closed terminal: stop what we started, as Ctrl-C does
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop_on_terminate)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background, where SIGINT is ignored
+    stop_on_terminate()  # `kill`, a closed terminal or Ctrl-C: stop what the demo started
     try:
         outcomes = run_demo(folder, out, time_scale=time_scale, timeout_s=timeout, keep_running=keep_running)
     except StackError as exc:

@@ -159,6 +159,19 @@ class LocalStack:
                 signal.signal(sig, handler)
 
 
+def stop_on_terminate() -> None:
+    """Make SIGTERM (``kill``, a closed terminal) and SIGINT raise KeyboardInterrupt in this process.
+
+    So a command that started children stops them in its ``finally``, also when it was started in
+    the background, where SIGINT is ignored. Call it from the main thread.
+    """
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def server_healthy(api_url: str) -> bool:
     try:
         return requests.get(f"{api_url.rstrip('/')}/health", timeout=2).ok

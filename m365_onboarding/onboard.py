@@ -50,8 +50,8 @@ def build_request(values: dict[str, str | None]) -> OnboardingRequest:
     return OnboardingRequest.model_validate(data)
 
 
-def describe(error: ValidationError) -> list[str]:
-    """``field: message`` per problem, with the field named as the user wrote it (flag or column)."""
+def describe(error: ValidationError, names: dict[str, str] | None = None) -> list[str]:
+    """``field: message`` per problem, with the field named as the user wrote it (a column, or ``names[field]``, e.g. a flag)."""
     lines = []
     for problem in error.errors():
         location = [str(part) for part in problem["loc"]]
@@ -59,7 +59,8 @@ def describe(error: ValidationError) -> list[str]:
             location = [f"{location[1]}_block"]
         elif location[:1] == ["modes"]:
             location = location[1:]
-        lines.append(f"{'.'.join(location) or 'request'}: {problem['msg'].removeprefix('Value error, ')}")
+        field = ".".join(location) or "request"
+        lines.append(f"{(names or {}).get(field, field)}: {problem['msg'].removeprefix('Value error, ')}")
     return lines
 
 
