@@ -2,7 +2,8 @@
 
     uv run python -m bench.waits --tenants 20
 
-Starts a real Prefect server (SQLite), deploys prefect.yaml, runs one process worker and the sandbox
+Starts a real Prefect server (SQLite in a temporary folder, or the empty PostgreSQL database given
+with ``--database-url postgresql+asyncpg://…``), deploys prefect.yaml, runs one process worker and the sandbox
 on compressed time, then:
   1. onboards one tenant whose sandbox delays are all zero and times it (``onboarding_wall_s``);
   2. starts N onboardings whose first alerts are far away and waits until every run is Suspended
@@ -136,9 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tenants", type=int, default=20, help="tenants in flight at once (default 20)")
     parser.add_argument("--concurrency", type=int, default=4, help="work pool concurrency limit (default 4)")
     parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
+    parser.add_argument("--database-url", default=None, metavar="URL",
+                        help="the server's database, an empty PostgreSQL one (postgresql+asyncpg://user:password@host/db); "
+                             "default SQLite in a temporary folder")
     args = parser.parse_args(argv)
     if args.tenants < 1 or args.concurrency < 1:
         parser.error("--tenants and --concurrency must be at least 1")
+    if args.database_url is not None and not args.database_url.startswith("postgresql+asyncpg://"):
+        parser.error("--database-url: expected postgresql+asyncpg://user:password@host/database")
+    server_env = {} if args.database_url is None else {"PREFECT_SERVER_DATABASE_CONNECTION_URL": args.database_url}
     stop_on_terminate()  # `kill`: the finally below stops the server, worker and sandbox too
     tmp = Path(tempfile.mkdtemp(prefix="bench-waits-"))
     tenants = [_tenant(i, zero=False) for i in range(args.tenants)]
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(every)
 
     try:
-        stack = start_prefect(tmp / "prefect")
+        stack = start_prefect(tmp / "prefect", server_env=server_env)
         stack.cli("work-pool", "create", POOL, "--type", "process")
         stack.cli("work-pool", "set-concurrency-limit", POOL, str(args.concurrency))
         stack.cli("deploy", "--all", "--no-prompt")
@@ -222,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 "checks_measured": checks,
                 "runs_restarted_after_crash": sum(1 for r in runs for st in client.read_flow_run_states(r) if st.name == "AwaitingRecovery"),
                 "pool_concurrency": args.concurrency,
+                "database": "sqlite" if args.database_url is None else "postgresql",
             }
         print(json.dumps(result))
         return 0

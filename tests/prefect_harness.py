@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -28,6 +28,7 @@ class PrefectStack:
     server: subprocess.Popen
     log_dir: Path
     workers: list[subprocess.Popen]
+    server_env: dict[str, str] = field(default_factory=dict)  # e.g. the database URL; the server's only
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {
@@ -96,7 +97,7 @@ def _launch_server(stack: PrefectStack, port: int) -> subprocess.Popen:
     log = (stack.log_dir / "server.log").open("a")
     return subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=stack.log_dir, env=stack.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=stack.log_dir, env=stack.env(stack.server_env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
 
 
@@ -115,11 +116,11 @@ def _wait_healthy(stack: PrefectStack, timeout: float) -> None:
     raise RuntimeError(f"prefect server did not start in {timeout}s:\n{(stack.log_dir / 'server.log').read_text()}")
 
 
-def start_prefect(tmp: Path, timeout: float = 180) -> PrefectStack:
+def start_prefect(tmp: Path, timeout: float = 180, server_env: dict[str, str] | None = None) -> PrefectStack:
     home = tmp / "prefect-home"
     home.mkdir(parents=True, exist_ok=True)
     port = free_port_block(1)
-    stack = PrefectStack(home, f"http://127.0.0.1:{port}/api", None, tmp, [])  # type: ignore[arg-type]
+    stack = PrefectStack(home, f"http://127.0.0.1:{port}/api", None, tmp, [], server_env or {})  # type: ignore[arg-type]
     stack.server = _launch_server(stack, port)
     _wait_healthy(stack, timeout)
     return stack
