@@ -6,6 +6,8 @@ silent for a few heartbeats (Prefect's documented zombie-detection recipe, narro
 deployments); a second automation hands every crashed onboarding run to the resumer deployment,
 which restarts it a bounded number of times. The restarted run re-executes from the top and gets
 every finished step back from its cache; the step that was cut short observes the tenant again.
+A third does the same for a crashed wait check (a resumer run a suspended onboarding run
+scheduled): without it the suspended run would have no check left and sleep until a person woke it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from prefect.events.actions import ChangeFlowRunState, RunDeployment, SendNotifi
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.client.schemas.objects import StateType
 
+from flows.waiting import WAIT_CHECK_TAG
 from m365_onboarding.settings import OnboardingSettings
 
 TAG = "m365-onboarding"  # marks the automations this project owns (and may update or delete)
@@ -61,6 +64,26 @@ def _deployment(deployment_id: UUID) -> str:
     return f"prefect.deployment.{deployment_id}"
 
 
+def _restart_crashed(name: str, description: str, runs: dict[str, str] | list[dict[str, str]], ids: DeploymentIds) -> Automation:
+    """Each crashed run matching ``runs`` (related resources) is handed to the resumer, which reschedules it."""
+    return Automation(
+        name=name,
+        description=description,
+        tags=[TAG],
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related=runs,
+            expect={"prefect.flow-run.Crashed"},
+            posture=Posture.Reactive,
+            threshold=1,
+            within=timedelta(0),
+        ),
+        # An explicit Jinja parameter: a bare "{{ flow_run.id }}" is upgraded by Prefect 3.9.1 to
+        # "{{ ... | tojson }}", which fails on a UUID ("Object of type UUID is not JSON serializable").
+        actions=[RunDeployment(source="selected", deployment_id=ids.resumer, parameters={"flow_run_id": FLOW_RUN_ID})],
+    )
+
+
 def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Automation]:
     recovery = settings.recovery
     silent = Automation(
@@ -87,26 +110,25 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
             )
         ],
     )
-    restart = Automation(
-        name=f"{PREFIX}restart crashed onboarding runs",
-        description=(
-            f"Hands a crashed onboarding run to the resumer deployment, which restarts it (at most "
-            f"{recovery.max_recoveries} times); finished steps come back from the cache."
-        ),
-        tags=[TAG],
-        trigger=EventTrigger(
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)},
-            expect={"prefect.flow-run.Crashed"},
-            posture=Posture.Reactive,
-            threshold=1,
-            within=timedelta(0),
-        ),
-        # An explicit Jinja parameter: a bare "{{ flow_run.id }}" is upgraded by Prefect 3.9.1 to
-        # "{{ ... | tojson }}", which fails on a UUID ("Object of type UUID is not JSON serializable").
-        actions=[RunDeployment(source="selected", deployment_id=ids.resumer, parameters={"flow_run_id": FLOW_RUN_ID})],
+    restart = _restart_crashed(
+        f"{PREFIX}restart crashed onboarding runs",
+        f"Hands a crashed onboarding run to the resumer deployment, which restarts it (at most "
+        f"{recovery.max_recoveries} times); finished steps come back from the cache.",
+        {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)},
+        ids,
     )
-    return [silent, restart]
+    restart_check = _restart_crashed(
+        f"{PREFIX}restart crashed wait checks",
+        f"Hands a crashed wait check (a resumer run scheduled by a suspended onboarding run) to the resumer "
+        f"deployment, which reschedules it (at most {recovery.max_recoveries} times) so that the run is not left "
+        f"without a check.",
+        # Only scheduled checks carry the tag; the recovery runs these automations start do not, so a
+        # check that crashes for good cannot start an endless chain of recoveries.
+        [{"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.resumer)},
+         {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{WAIT_CHECK_TAG}"}],
+        ids,
+    )
+    return [silent, restart, restart_check]
 
 
 def _tenant_step(step: str) -> dict[str, str]:

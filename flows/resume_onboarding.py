@@ -10,8 +10,10 @@ holds, the observation fails (the run's own check reports it with its retries), 
 reminder or limit time has come. Otherwise it schedules its successor one interval later and ends.
 
 The crash-recovery automation (``automations/definitions.py``) also starts this deployment, with no
-pre-check, for an onboarding run that Crashed (its process died). Such a run is rescheduled, at most
-``M365_ONBOARD_RECOVERY__MAX_RECOVERIES`` times, and re-executes the same way.
+pre-check, for an onboarding run that Crashed (its process died), and for a crashed wait check (a
+run of this deployment that a suspended run scheduled). Such a run is rescheduled, at most
+``M365_ONBOARD_RECOVERY__MAX_RECOVERIES`` times: an onboarding run re-executes as above, a wait
+check runs again with its own parameters.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def restart_crashed(flow_run_id: str, max_recoveries: int) -> str:
             return "gave-up"
         # Forced: Crashed is terminal, and this run was checked to be Crashed just above.
         client.set_flow_run_state(run.id, Scheduled(name="AwaitingRecovery", message=f"restart {crashes} of {max_recoveries} after a crash"), force=True)
-    logger.warning("flow_run=%s run=%s crashed (%d of %d restarts); rescheduled, finished steps come from the cache", flow_run_id, run.name, crashes, max_recoveries)
+    logger.warning("flow_run=%s run=%s crashed (%d of %d restarts); rescheduled", flow_run_id, run.name, crashes, max_recoveries)
     return "restarted"
 
 

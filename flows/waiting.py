@@ -32,6 +32,9 @@ from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES
 from tasks.runtime import BlockNames, TenantRequest
 from tasks.step import StepResult
 
+# Marks the resumer runs a wait schedules (its checks), so that a crashed one is restarted too.
+WAIT_CHECK_TAG = "onboarding-resumer"
+
 GRACE = timedelta(hours=1)
 
 
@@ -89,7 +92,7 @@ def schedule_resume(key: str, flow_run_id: str, at: datetime, deployment: str, p
         timeout=0,
         as_subflow=False,
         idempotency_key=f"{flow_run_id}:{key}",
-        tags=["onboarding-resumer"],
+        tags=[WAIT_CHECK_TAG],
     )
     return str(run.id)
 

@@ -54,7 +54,8 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
     settings = OnboardingSettings()
 
     first = apply_automations(client, settings)
-    assert sorted(first.created) == ["m365-onboarding: mark silent runs Crashed", "m365-onboarding: restart crashed onboarding runs"]
+    assert sorted(first.created) == ["m365-onboarding: mark silent runs Crashed", "m365-onboarding: restart crashed onboarding runs",
+                                     "m365-onboarding: restart crashed wait checks"]
     second = apply_automations(client, settings)
     assert second.created == [] and second.updated == [] and second.deleted == []
     assert sorted(second.unchanged) == sorted(first.created)
@@ -67,13 +68,20 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
     restart = next(a for a in _ours(client) if a.name.endswith("runs"))
     assert str(restart.actions[0].deployment_id) == ids["resume-onboarding"]
     assert restart.actions[0].parameters == {"flow_run_id": {"__prefect_kind": "jinja", "template": "{{ flow_run.id }}"}}
+    # Crashed wait checks: only resumer runs tagged as scheduled checks (not the recovery runs themselves).
+    checks = next(a for a in _ours(client) if a.name.endswith("wait checks"))
+    assert checks.trigger.model_dump(mode="json")["match_related"] == [
+        {"prefect.resource.role": "deployment", "prefect.resource.id": f"prefect.deployment.{ids['resume-onboarding']}"},
+        {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.onboarding-resumer"},
+    ]
+    assert str(checks.actions[0].deployment_id) == ids["resume-onboarding"]
 
     # A hand-made duplicate is removed, a changed setting updates in place, a foreign automation stays.
     client.create_automation(AutomationCore(**silent.model_dump(exclude={"id", "owner_resource"})))
     faster = OnboardingSettings(recovery=RecoverySettings(heartbeat_s=30))
     third = apply_automations(client, faster)
     assert third.deleted == ["m365-onboarding: mark silent runs Crashed"] and third.updated == ["m365-onboarding: mark silent runs Crashed"]
-    assert len(_ours(client)) == 2
+    assert len(_ours(client)) == 3
     assert next(a for a in _ours(client) if a.name.endswith("Crashed")).trigger.within == timedelta(seconds=90)
     assert any(a.id == foreign for a in client.read_automations())
 

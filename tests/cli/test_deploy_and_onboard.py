@@ -66,6 +66,7 @@ def test_deploy_registers_everything_once_and_a_second_run_changes_nothing(deplo
         "deployment resume-onboarding": "created",
         "automation m365-onboarding: mark silent runs Crashed": "created",
         "automation m365-onboarding: restart crashed onboarding runs": "created",
+        "automation m365-onboarding: restart crashed wait checks": "created",
     }, deployed
     app_block = ProviderAppCredentials.load("m365-provider-app")
     assert app_block.client_id == shared_sandbox.client_id and app_block.client_secret.get_secret_value() == shared_sandbox.app_secret()
@@ -77,7 +78,7 @@ def test_deploy_registers_everything_once_and_a_second_run_changes_nothing(deplo
     # Nothing new: the pool, blocks and automations are unchanged; prefect deploy rewrites the deployments in place.
     assert _report(again) == {name: "updated" if name.startswith("deployment") else "unchanged" for name in verbs}, again
     with get_client(sync_client=True) as client:
-        assert len([a for a in client.read_automations() if "m365-onboarding" in (a.tags or [])]) == 2
+        assert len([a for a in client.read_automations() if "m365-onboarding" in (a.tags or [])]) == 3
         assert len(client.read_deployments()) == 2
 
 

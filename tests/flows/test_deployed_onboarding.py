@@ -2,7 +2,8 @@
 applied, a process worker, and the sandbox on compressed time. Waits suspend the runs (no worker
 process held); the worker is SIGKILLed and the server restarted while runs wait, and the worker is
 SIGKILLed in the middle of a step; new workers finish every run, with no change made twice, no event
-emitted twice, and a second run for the same tenant refused.
+emitted twice, and a second run for the same tenant refused. A wait check that crashes is restarted,
+so the run it would have woken is not left asleep.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Crashed
 from typer.testing import CliRunner
 
 from automations.apply import apply_automations
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from m365_onboarding.cli import app
 from m365_onboarding.settings import OnboardingSettings, RecoverySettings
+from flows.waiting import WAIT_CHECK_TAG
 from tasks.wait_conditions import WAITING_FOR
 from tests.prefect_harness import POOL, PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
@@ -33,6 +36,7 @@ TENANTS = {
     "2b2b2b2b-0000-4000-8000-000000000002": "Deployed Configured",
 }
 CRASH_TENANT = "2b2b2b2b-0000-4000-8000-000000000003"
+CHECK_CRASH_TENANT = "2b2b2b2b-0000-4000-8000-000000000004"
 HEARTBEAT_S = 30  # the shortest Prefect allows: a killed run is marked Crashed 90 s after its last heartbeat
 SCALE = 7200  # two hours of scenario time per second
 SCENARIO = {
@@ -44,6 +48,8 @@ SCENARIO = {
          "audit": {"enabled": False, "activation_delay": "45m"}, "device": {"first_alert_delay": "100h"}},
         {"id": CRASH_TENANT, "display_name": "Deployed Crash", "initial_domain": "e2ecrash.onmicrosoft.com",
          "audit": {"enabled": True}, "device": {"first_alert_delay": "2h"}},
+        {"id": CHECK_CRASH_TENANT, "display_name": "Deployed Check Crash", "initial_domain": "e2echeck.onmicrosoft.com",
+         "audit": {"enabled": True}, "device": {"first_alert_delay": "100h"}},
         {"id": "2b2b2b2b-0000-4000-8000-000000000002", "display_name": "Deployed Configured", "initial_domain": "e2econf.onmicrosoft.com",
          "audit": {"enabled": True}, "device": {"first_alert_delay": "90h"},
          "existing": {"guests": [{"email": f"{ORG}@soc.expel.io"}],
@@ -62,7 +68,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectStack]:
         stack.cli("deploy", "--all", "--no-prompt")
         with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
             report = apply_automations(client, OnboardingSettings(recovery=RecoverySettings(heartbeat_s=HEARTBEAT_S)))
-            assert len(report.created) == 2, report
+            assert len(report.created) == 3, report
         yield stack
     finally:
         stack.stop()
@@ -250,3 +256,39 @@ def test_a_run_whose_worker_is_killed_in_the_middle_of_a_step_is_restarted_and_c
     assert len(_devices(sandbox, CRASH_TENANT)) == 1
     invitations = [r for r in sandbox.request_log(service="graph", method="POST", tenant=CRASH_TENANT) if "invitations" in r["path"]]
     assert len(invitations) == 1, "the restarted run invited the guest again instead of finding the one already created"
+
+
+def _scheduled_checks(client, run_id: uuid.UUID) -> list:  # noqa: ANN001
+    """The wait checks (resumer runs) the suspended run ``run_id`` has scheduled and that have not run yet."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
+    from prefect.client.schemas.objects import StateType
+
+    scheduled = FlowRunFilter(tags=FlowRunFilterTags(all_=[WAIT_CHECK_TAG]), state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])))
+    return [r for r in client.read_flow_runs(flow_run_filter=scheduled) if r.parameters.get("flow_run_id") == str(run_id)]
+
+
+@pytest.mark.timeout(600)
+def test_a_wait_check_that_crashes_is_restarted_and_the_run_still_completes(stack: PrefectStack, sandbox: SandboxHandle) -> None:
+    with temporary_settings({PREFECT_API_URL: stack.api_url}):
+        suffix = _save_blocks(sandbox)
+        stack.start_worker(_worker_env(sandbox))
+        run_id = _onboard(CHECK_CRASH_TENANT, "Deployed Check Crash", suffix)
+        deadline = time.monotonic() + 300
+        with get_client(sync_client=True) as client:
+            while not ((state := client.read_flow_run(run_id).state) and state.name == "Suspended" and (checks := _scheduled_checks(client, run_id))):
+                assert time.monotonic() < deadline and (state is None or not state.is_final()), f"never suspended: {_states(run_id)}"
+                time.sleep(1)
+            # As when the worker cannot start the check's process (the worker reports it Crashed): without a
+            # restart the suspended run has no check left and sleeps until a person wakes it.
+            [check] = checks
+            client.set_flow_run_state(check.id, Crashed(message="infrastructure failed to start (test)"), force=True)
+            deadline = time.monotonic() + 300
+            while (state := client.read_flow_run(run_id).state) is None or not state.is_final():
+                assert time.monotonic() < deadline, f"the run was left waiting: {_states(run_id)}; check: {_states(check.id)}"
+                time.sleep(2)
+        history = _states(run_id)
+        assert history[-1] == "Completed", history
+        check_history = _states(check.id)
+        after_crash = check_history[check_history.index("Crashed"):]
+        assert "AwaitingRecovery" in after_crash and after_crash[-1] == "Completed", check_history
+    assert len(_devices(sandbox, CHECK_CRASH_TENANT)) == 1
