@@ -47,6 +47,16 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+def _api_error(exc: BaseException) -> str:
+    """One line for a failed Prefect API call; names the server when it could not be reached at all."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    if isinstance(exc, httpx.TransportError):
+        return f"the Prefect API at {PREFECT_API_URL.value()} does not answer ({_one_line(exc)}); is the server up and PREFECT_API_URL right?"
+    return _one_line(exc)
+
+
 @app.command()
 def sandbox(
     port: Annotated[int, typer.Option(help="First of five consecutive ports (login, graph, exchange, management, workbench).")] = 8443,
@@ -188,7 +198,7 @@ def status(
         with get_client(sync_client=True) as client:
             rows = tenant_statuses(client, ui_url)
     except Exception as exc:  # the server is down or unreachable: one line, not a traceback
-        raise fail(f"cannot read the Prefect API ({_one_line(exc)})", EXIT_FAILED, exc) from None
+        raise fail(f"cannot read the Prefect API: {_api_error(exc)}", EXIT_FAILED, exc) from None
     if as_json:
         out.print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2), highlight=False)
         return
@@ -244,7 +254,7 @@ def deploy(
     except (DeployError, NotOnServer) as exc:
         raise fail(str(exc), EXIT_FAILED, exc) from None
     except Exception as exc:  # the Prefect API does not answer
-        raise fail(f"cannot deploy: {_one_line(exc)}", EXIT_FAILED, exc) from None
+        raise fail(f"cannot deploy: {_api_error(exc)}", EXIT_FAILED, exc) from None
     for kind, name, verb in report.lines:
         out.print(f"{verb:<10} {kind:<11} {name}", highlight=False)
 
@@ -303,7 +313,7 @@ def onboard(
     except ObjectNotFound as exc:
         raise fail(f"deployment {deployment!r} not found: run `m365-onboard deploy` first", EXIT_FAILED, exc) from None
     except Exception as exc:
-        raise fail(f"cannot start the runs: {_one_line(exc)}", EXIT_FAILED, exc) from None
+        raise fail(f"cannot start the runs: {_api_error(exc)}", EXIT_FAILED, exc) from None
     for run in started:
         out.print(f"started {run.run_name:<30} {run.tenant_id}  {run.link or run.run_id}", highlight=False)
     for request, why in failed:
