@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -22,26 +21,13 @@ import requests
 import yaml
 
 from clients.http import VerifiedSession
+from m365_onboarding.local_stack import free_port
 from m365_onboarding.settings import Cloud, OnboardingSettings, TimingSettings
 
 
 def free_port_block(size: int = 5) -> int:
-    """The first of ``size`` consecutive free ports on 127.0.0.1."""
-    for _ in range(200):
-        first = random.randint(20000, 60000)
-        sockets = []
-        try:
-            for offset in range(size):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(s)
-                s.bind(("127.0.0.1", first + offset))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no block of free ports found")
+    """The first of ``size`` consecutive free ports on 127.0.0.1, from a random start (tests run side by side)."""
+    return free_port(random.randint(20000, 60000), size)
 
 
 @dataclass
