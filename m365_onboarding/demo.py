@@ -46,6 +46,7 @@ SHORT_LABEL = {"tenant": "Tenant confirmed", "admin_consent": "3. Admin consent"
                "first_data": "4. Data flowing", "first_alerts": "4. First alerts"}  # the guide's step numbers; full labels in the UI checklist
 CELL = {"completed": ("done", "green"), "started": ("running", "cyan"), "waiting": ("waiting", "yellow"),
         "stalled": ("STALLED", "bold red"), "failed": ("FAILED", "bold red"), "retried": ("retried", "magenta")}
+SETTLE_S = 15  # how long the last table waits for a finished run's last step events
 ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
 
 
@@ -107,6 +108,11 @@ def waits_on_customer(status: TenantStatus) -> bool:
 
 def finished(status: TenantStatus | None) -> bool:
     return status is not None and (status.run_state in ("Completed", "Failed", "Crashed", "Cancelled") or waits_on_customer(status))
+
+
+def settled(status: TenantStatus | None) -> bool:
+    """A Completed run's last step events are stored a moment after its state: until then the table lags."""
+    return status is None or status.run_state != "Completed" or status.current_step is None
 
 
 def _report_outcome(client: SyncPrefectClient, tenant_id: str) -> str | None:
@@ -227,6 +233,11 @@ def _watch(runs: list[StartedRun], ui_url: str | None, console: Console, timeout
             if all(finished(statuses.get(r.run_id)) for r in runs) or elapsed > timeout_s:
                 break
             time.sleep(2)
+        settle_until = time.monotonic() + SETTLE_S
+        while not all(settled(statuses.get(r.run_id)) for r in runs) and time.monotonic() < settle_until:
+            time.sleep(1)
+            statuses = {s.run_id: s for s in tenant_statuses(client, ui_url) if s.run_id in ours}
+            live.update(Group(progress_table(runs, statuses, time.monotonic() - started)))
         return [outcome_of(client, run, statuses.get(run.run_id)) for run in runs]
 
 

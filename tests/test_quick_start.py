@@ -70,6 +70,9 @@ def test_the_readme_demo_onboards_the_sample_tenants_from_a_fresh_clone(demo_run
     assert len(re.findall(r"http://127\.0\.0\.1:\d+/runs/flow-run/[0-9a-f-]{36}", summary)) == 3, summary
     assert "cancelled onboard-Northwind Traders: the demo ended while it waited" in out
     assert "Traceback" not in out
+    # The last table agrees with the summary: every step of the two completed tenants is done.
+    last_alerts_row = [line for line in out.splitlines() if "4. First alerts" in line][-1]
+    assert last_alerts_row.count("done") == 2, last_alerts_row
     # Nothing left running: no process works in the clone any more.
     leftovers = [pid for pid in process_tree(1) if _cwd(pid).startswith(str(demo_run.clone))]
     assert not leftovers, leftovers

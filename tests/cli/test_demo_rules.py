@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from m365_onboarding.demo import DEMO_BLOCKS, finished, sample_requests
+from m365_onboarding.demo import DEMO_BLOCKS, finished, sample_requests, settled
 from m365_onboarding.status import TenantStatus
 
 
@@ -20,6 +20,11 @@ def test_the_demo_waits_for_provider_side_stalls_but_not_for_a_customer_who_neve
     assert not finished(_status("Running", "admin_consent"))  # not stalled yet: the reminder and stall are still to come
     assert not finished(_status("Suspended", "device_healthy", stalled=True))  # the provider's side: it retries by itself
     assert not finished(None)  # not started yet
+
+
+def test_the_last_table_waits_for_a_completed_runs_last_step_events() -> None:
+    assert not settled(_status("Completed", "first_alerts"))  # the run state came before the step's completed event
+    assert settled(_status("Completed")) and settled(_status("Running", "admin_consent", stalled=True)) and settled(None)
 
 
 def test_the_demo_onboards_every_tenant_of_the_default_scenario_with_its_own_blocks() -> None:
