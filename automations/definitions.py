@@ -64,20 +64,22 @@ def _deployment(deployment_id: UUID) -> str:
     return f"prefect.deployment.{deployment_id}"
 
 
-def _restart_crashed(name: str, description: str, runs: dict[str, str] | list[dict[str, str]], ids: DeploymentIds) -> Automation:
-    """Each crashed run matching ``runs`` (related resources) is handed to the resumer, which reschedules it."""
+def _restart_crashed(name: str, description: str, runs: dict[str, str] | list[dict[str, str]], ids: DeploymentIds,
+                     again_after_s: int | None = None) -> Automation:
+    """Each crashed run matching ``runs`` (related resources) is handed to the resumer, which reschedules it.
+
+    At once, or with ``again_after_s`` only when the run is still Crashed that long after its crash.
+    """
+    if again_after_s is None:
+        when = {"expect": {"prefect.flow-run.Crashed"}, "posture": Posture.Reactive, "within": timedelta(0)}
+    else:
+        when = {"after": {"prefect.flow-run.Crashed"}, "expect": {"prefect.flow-run.*"}, "for_each": {"prefect.resource.id"},
+                "posture": Posture.Proactive, "within": timedelta(seconds=max(MIN_PROACTIVE_S, again_after_s))}
     return Automation(
         name=name,
         description=description,
         tags=[TAG],
-        trigger=EventTrigger(
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related=runs,
-            expect={"prefect.flow-run.Crashed"},
-            posture=Posture.Reactive,
-            threshold=1,
-            within=timedelta(0),
-        ),
+        trigger=EventTrigger(match={"prefect.resource.id": "prefect.flow-run.*"}, match_related=runs, threshold=1, **when),
         # An explicit Jinja parameter: a bare "{{ flow_run.id }}" is upgraded by Prefect 3.9.1 to
         # "{{ ... | tojson }}", which fails on a UUID ("Object of type UUID is not JSON serializable").
         actions=[RunDeployment(source="selected", deployment_id=ids.resumer, parameters={"flow_run_id": FLOW_RUN_ID})],
@@ -128,7 +130,18 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
          {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{WAIT_CHECK_TAG}"}],
         ids,
     )
-    return [silent, restart, restart_check]
+    # Prefect does not retry an action the server refused (a 503 under a burst on SQLite): a run
+    # still Crashed later, with no state change since, is handed over once more.
+    again = recovery.restart_again_after_s
+    restart_again = _restart_crashed(
+        f"{PREFIX}restart runs still crashed",
+        f"Hands an onboarding run still Crashed {_human(again)} after its crash (its restart was refused or not started) "
+        f"to the resumer once more; the resumer's limit of {recovery.max_recoveries} restarts still holds.",
+        {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)},
+        ids,
+        again_after_s=again,
+    )
+    return [silent, restart, restart_check, restart_again]
 
 
 def _tenant_step(step: str) -> dict[str, str]:

@@ -194,6 +194,11 @@ class RecoverySettings(BaseModel):
     )
     missed_heartbeats: int = Field(default=3, ge=2, description="A running run silent for this many heartbeats is marked Crashed.")
     max_recoveries: int = Field(default=3, ge=0, description="A crashed onboarding run is restarted at most this many times.")
+    restart_again_after_s: int = Field(
+        default=600, ge=10,
+        description="A run still Crashed this long after it crashed is handed to the resumer once more "
+                    "(Prefect does not retry an automation action the server refused).",
+    )
 
     @property
     def silent_after_s(self) -> int:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
+from uuid import UUID
 
 import pytest
 from prefect.automations import Automation
@@ -15,6 +17,7 @@ from prefect.client.schemas.actions import DeploymentCreate
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.events.actions import CancelFlowRun
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.states import Crashed, Scheduled
 from prefect.testing.utilities import prefect_test_harness
 
 from automations.apply import NotOnServer, apply_automations
@@ -55,7 +58,7 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
 
     first = apply_automations(client, settings)
     assert sorted(first.created) == ["m365-onboarding: mark silent runs Crashed", "m365-onboarding: restart crashed onboarding runs",
-                                     "m365-onboarding: restart crashed wait checks"]
+                                     "m365-onboarding: restart crashed wait checks", "m365-onboarding: restart runs still crashed"]
     second = apply_automations(client, settings)
     assert second.created == [] and second.updated == [] and second.deleted == []
     assert sorted(second.unchanged) == sorted(first.created)
@@ -81,7 +84,7 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
     faster = OnboardingSettings(recovery=RecoverySettings(heartbeat_s=30))
     third = apply_automations(client, faster)
     assert third.deleted == ["m365-onboarding: mark silent runs Crashed"] and third.updated == ["m365-onboarding: mark silent runs Crashed"]
-    assert len(_ours(client)) == 3
+    assert len(_ours(client)) == 4
     assert next(a for a in _ours(client) if a.name.endswith("Crashed")).trigger.within == timedelta(seconds=90)
     assert any(a.id == foreign for a in client.read_automations())
 
@@ -154,6 +157,35 @@ def test_an_email_block_as_team_channel_is_refused_with_the_reason(client: SyncP
     with pytest.raises(NotOnServer, match="is not a notification block: automations send only through one"):
         apply_automations(client, settings)
     assert {a.name for a in _ours(client)} == before
+
+def _handed_to_resumer(client: SyncPrefectClient, run_id: UUID) -> int:
+    return sum(1 for r in client.read_flow_runs() if r.parameters.get("flow_run_id") == str(run_id))
+
+
+def test_a_run_still_crashed_after_its_restart_was_refused_is_handed_over_again(client: SyncPrefectClient) -> None:
+    if not any(d.name == "onboard-tenant" for d in client.read_deployments()):
+        _deploy(client)
+    onboarding = next(d for d in client.read_deployments() if d.name == "onboard-tenant")
+    apply_automations(client, OnboardingSettings(recovery=RecoverySettings(restart_again_after_s=10)))
+    immediate = next(a for a in _ours(client) if a.name == "m365-onboarding: restart crashed onboarding runs")
+    client.pause_automation(immediate.id)  # as when the server refused its action: the run stays Crashed
+    try:
+        left = client.create_flow_run_from_deployment(onboarding.id)
+        restarted = client.create_flow_run_from_deployment(onboarding.id)
+        for run in (left, restarted):
+            client.set_flow_run_state(run.id, Crashed(message="infrastructure failed to start (test)"), force=True)
+        # The other run's restart went through: a state change follows its crash, so it is not handed over again.
+        client.set_flow_run_state(restarted.id, Scheduled(name="AwaitingRecovery"), force=True)
+        deadline = time.monotonic() + 90
+        while _handed_to_resumer(client, left.id) == 0:
+            assert time.monotonic() < deadline, "a run still Crashed was never handed to the resumer again"
+            time.sleep(2)
+        time.sleep(15)  # past the window of the restarted run too
+        assert _handed_to_resumer(client, left.id) == 1
+        assert _handed_to_resumer(client, restarted.id) == 0
+    finally:
+        client.resume_automation(immediate.id)
+
 
 _SAME_STALL_TWO_ORDERS = """
 from automations.apply import _comparable

@@ -67,6 +67,7 @@ def test_deploy_registers_everything_once_and_a_second_run_changes_nothing(deplo
         "automation m365-onboarding: mark silent runs Crashed": "created",
         "automation m365-onboarding: restart crashed onboarding runs": "created",
         "automation m365-onboarding: restart crashed wait checks": "created",
+        "automation m365-onboarding: restart runs still crashed": "created",
     }, deployed
     app_block = ProviderAppCredentials.load("m365-provider-app")
     assert app_block.client_id == shared_sandbox.client_id and app_block.client_secret.get_secret_value() == shared_sandbox.app_secret()
@@ -78,7 +79,7 @@ def test_deploy_registers_everything_once_and_a_second_run_changes_nothing(deplo
     # Nothing new: the pool, blocks and automations are unchanged; prefect deploy rewrites the deployments in place.
     assert _report(again) == {name: "updated" if name.startswith("deployment") else "unchanged" for name in verbs}, again
     with get_client(sync_client=True) as client:
-        assert len([a for a in client.read_automations() if "m365-onboarding" in (a.tags or [])]) == 3
+        assert len([a for a in client.read_automations() if "m365-onboarding" in (a.tags or [])]) == 4
         assert len(client.read_deployments()) == 2
 
 

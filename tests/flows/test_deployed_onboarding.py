@@ -68,7 +68,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectStack]:
         stack.cli("deploy", "--all", "--no-prompt")
         with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
             report = apply_automations(client, OnboardingSettings(recovery=RecoverySettings(heartbeat_s=HEARTBEAT_S)))
-            assert len(report.created) == 3, report
+            assert len(report.created) == 4, report
         yield stack
     finally:
         stack.stop()
