@@ -112,11 +112,12 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
             )
         ],
     )
+    onboarding_runs = {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)}
     restart = _restart_crashed(
         f"{PREFIX}restart crashed onboarding runs",
         f"Hands a crashed onboarding run to the resumer deployment, which restarts it (at most "
         f"{recovery.max_recoveries} times); finished steps come back from the cache.",
-        {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)},
+        onboarding_runs,
         ids,
     )
     restart_check = _restart_crashed(
@@ -137,7 +138,7 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
         f"{PREFIX}restart runs still crashed",
         f"Hands an onboarding run still Crashed {_human(again)} after its crash (its restart was refused or not started) "
         f"to the resumer once more; the resumer's limit of {recovery.max_recoveries} restarts still holds.",
-        {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)},
+        onboarding_runs,
         ids,
         again_after_s=again,
     )
