@@ -51,6 +51,12 @@ def _count(start: datetime, interval: timedelta, end: datetime, cap: int) -> int
     return min(int((end - start) / interval) + 1, cap)
 
 
+# Every Workbench read builds its organization's view, so the same alerts would be built again on each
+# request (200 devices x 200 alerts each at scale); they depend only on the key below, so build once.
+_BUILT: dict[tuple[object, ...], DeviceAlerts] = {}
+_MAX_BUILT = 4096
+
+
 def device_alerts(device: SecurityDevice, now: datetime) -> DeviceAlerts:
     """Every alert of ``device`` created by ``now`` (or by its deletion)."""
     start = device.first_data_at
@@ -58,10 +64,22 @@ def device_alerts(device: SecurityDevice, now: datetime) -> DeviceAlerts:
         return DeviceAlerts([], [])
     end = min(now, device.deleted_at) if device.deleted_at else now
     vendor_count = _count(start, VENDOR_ALERT_INTERVAL, end, MAX_VENDOR_ALERTS)
+    delay = device.behaviour.first_alert_delay
+    expel_count = 0 if delay is None else _count(start + delay, EXPEL_ALERT_INTERVAL, end, MAX_EXPEL_ALERTS)
+    key = (device.id, device.tenant_id, device.device_spec.get("tenant_name"), device.organization_id, device.vendor_id,
+           start, delay, vendor_count, expel_count)
+    if (built := _BUILT.get(key)) is None:
+        if len(_BUILT) >= _MAX_BUILT:
+            _BUILT.clear()
+        built = _BUILT[key] = _build(device, start, vendor_count, expel_count)
+    return built
+
+
+def _build(device: SecurityDevice, start: datetime, vendor_count: int, expel_count: int) -> DeviceAlerts:
     expel_times: list[datetime] = []
     if device.behaviour.first_alert_delay is not None:
         first = start + device.behaviour.first_alert_delay
-        expel_times = [first + i * EXPEL_ALERT_INTERVAL for i in range(_count(first, EXPEL_ALERT_INTERVAL, end, MAX_EXPEL_ALERTS))]
+        expel_times = [first + i * EXPEL_ALERT_INTERVAL for i in range(expel_count)]
     # Each Expel alert is raised from the latest vendor alert at or before it.
     source_of = [min(int((t - start) / VENDOR_ALERT_INTERVAL), vendor_count - 1) for t in expel_times]
     expel_refs_of: dict[int, list[Ref]] = {}
