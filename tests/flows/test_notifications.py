@@ -114,7 +114,7 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
                 CustomWebhookNotificationBlock(name=channel, url=f"{receiver}/{channel}",
                                                json_data={"subject": "{{subject}}", "body": "{{body}}"}).save(channel)
             report = apply_automations(client, _settings(env, monkeypatch))
-            assert len(report.created) == 15, report
+            assert len(report.created) == 17, report  # 4 crash recovery, 8 stalls, 5 other team alerts
             suffix = uuid.uuid4().hex[:6]
             ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(f"app-{suffix}")
             WorkbenchCredentials(api_key=sandbox.workbench_key()).save(f"wb-{suffix}")
