@@ -10,7 +10,7 @@ return the same objects; a deleted device stops producing alerts but keeps the o
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sandbox.workbench.devices import SecurityDevice
@@ -39,6 +39,13 @@ class DeviceAlerts:
 
     vendor_alerts: list[Record]
     expel_alerts: list[Record]
+    # Linkage to them, made once with the alerts: every device and organization record lists it.
+    vendor_refs: list[Ref] = field(init=False)
+    expel_refs: list[Ref] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.vendor_refs = [a.ref for a in self.vendor_alerts]
+        self.expel_refs = [a.ref for a in self.expel_alerts]
 
 
 def _alert_id(device: SecurityDevice, kind: str, index: int) -> str:
@@ -52,9 +59,9 @@ def _count(start: datetime, interval: timedelta, end: datetime, cap: int) -> int
 
 
 # Every Workbench read builds its organization's view, so the same alerts would be built again on each
-# request (200 devices x 200 alerts each at scale); they depend only on the key below, so build once.
-_BUILT: dict[tuple[object, ...], DeviceAlerts] = {}
-_MAX_BUILT = 4096
+# request (200 devices x 200 alerts each at scale); they depend only on the key below, so each
+# device keeps its latest build (one per device: older counts are not asked for again).
+_BUILT: dict[str, tuple[tuple[object, ...], DeviceAlerts]] = {}
 
 
 def device_alerts(device: SecurityDevice, now: datetime) -> DeviceAlerts:
@@ -68,10 +75,11 @@ def device_alerts(device: SecurityDevice, now: datetime) -> DeviceAlerts:
     expel_count = 0 if delay is None else _count(start + delay, EXPEL_ALERT_INTERVAL, end, MAX_EXPEL_ALERTS)
     key = (device.id, device.tenant_id, device.device_spec.get("tenant_name"), device.organization_id, device.vendor_id,
            start, delay, vendor_count, expel_count)
-    if (built := _BUILT.get(key)) is None:
-        if len(_BUILT) >= _MAX_BUILT:
-            _BUILT.clear()
-        built = _BUILT[key] = _build(device, start, vendor_count, expel_count)
+    cached = _BUILT.get(device.id)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    built = _build(device, start, vendor_count, expel_count)
+    _BUILT[device.id] = (key, built)
     return built
 
 

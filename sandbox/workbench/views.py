@@ -94,15 +94,15 @@ class OrgView:
                 },
                 {
                     "security_devices": [Ref("security_devices", d.id) for d in self._live_devices()],
-                    "vendor_alerts": [r.ref for r in self.records("vendor_alerts")],
-                    "expel_alerts": [r.ref for r in self.records("expel_alerts")],
+                    "vendor_alerts": [ref for alerts in self._alerts.values() for ref in alerts.vendor_refs],
+                    "expel_alerts": [ref for alerts in self._alerts.values() for ref in alerts.expel_refs],
                 },
             )
         ]
 
     def _security_devices(self) -> list[Record]:
         return [
-            d.to_record(self.now, [a.ref for a in self._alerts[d.id].vendor_alerts]) for d in self._live_devices()
+            d.to_record(self.now, self._alerts[d.id].vendor_refs) for d in self._live_devices()
         ]
 
     def _vendors(self) -> list[Record]:
@@ -112,8 +112,8 @@ class OrgView:
             mine = [d for d in self.devices if d.vendor_id == vendor.id]
             record.relationships = {
                 "security_devices": [Ref("security_devices", d.id) for d in mine if d.deleted_at is None],
-                "vendor_alerts": [a.ref for d in mine for a in self._alerts[d.id].vendor_alerts],
-                "expel_alerts": [a.ref for d in mine for a in self._alerts[d.id].expel_alerts],
+                "vendor_alerts": [ref for d in mine for ref in self._alerts[d.id].vendor_refs],
+                "expel_alerts": [ref for d in mine for ref in self._alerts[d.id].expel_refs],
             }
             records.append(record)
         return records
