@@ -45,6 +45,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from automations.apply import apply_automations
+from flows.waiting import WAIT_CHECK_TAG
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from m365_onboarding.local_stack import stop_on_terminate
 from m365_onboarding.settings import OnboardingSettings
@@ -117,7 +118,7 @@ def _scheduled_resumer(client: Any, run_id: uuid.UUID) -> uuid.UUID:
     offset = 0
     while True:
         page = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            tags=FlowRunFilterTags(all_=["onboarding-resumer"]), state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+            tags=FlowRunFilterTags(all_=[WAIT_CHECK_TAG]), state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
             limit=200, offset=offset)
         for run in page:
             if run.parameters.get("flow_run_id") == str(run_id):

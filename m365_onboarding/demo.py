@@ -226,18 +226,21 @@ def _watch(runs: list[StartedRun], ui_url: str | None, console: Console, timeout
     statuses: dict[UUID, TenantStatus] = {}
     ours = {r.run_id for r in runs}
     with get_client(sync_client=True) as client, Live(console=console, refresh_per_second=2, transient=False) as live:
+
+        def refresh() -> dict[UUID, TenantStatus]:
+            now = {s.run_id: s for s in tenant_statuses(client, ui_url) if s.run_id in ours}
+            live.update(Group(progress_table(runs, now, time.monotonic() - started)))
+            return now
+
         while True:
-            statuses = {s.run_id: s for s in tenant_statuses(client, ui_url) if s.run_id in ours}
-            elapsed = time.monotonic() - started
-            live.update(Group(progress_table(runs, statuses, elapsed)))
-            if all(finished(statuses.get(r.run_id)) for r in runs) or elapsed > timeout_s:
+            statuses = refresh()
+            if all(finished(statuses.get(r.run_id)) for r in runs) or time.monotonic() - started > timeout_s:
                 break
             time.sleep(2)
         settle_until = time.monotonic() + SETTLE_S
         while not all(settled(statuses.get(r.run_id)) for r in runs) and time.monotonic() < settle_until:
             time.sleep(1)
-            statuses = {s.run_id: s for s in tenant_statuses(client, ui_url) if s.run_id in ours}
-            live.update(Group(progress_table(runs, statuses, time.monotonic() - started)))
+            statuses = refresh()
         return [outcome_of(client, run, statuses.get(run.run_id)) for run in runs]
 
 

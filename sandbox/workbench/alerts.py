@@ -78,16 +78,13 @@ def device_alerts(device: SecurityDevice, now: datetime) -> DeviceAlerts:
     cached = _BUILT.get(device.id)
     if cached is not None and cached[0] == key:
         return cached[1]
-    built = _build(device, start, vendor_count, expel_count)
+    built = _build(device, start, delay, vendor_count, expel_count)
     _BUILT[device.id] = (key, built)
     return built
 
 
-def _build(device: SecurityDevice, start: datetime, vendor_count: int, expel_count: int) -> DeviceAlerts:
-    expel_times: list[datetime] = []
-    if device.behaviour.first_alert_delay is not None:
-        first = start + device.behaviour.first_alert_delay
-        expel_times = [first + i * EXPEL_ALERT_INTERVAL for i in range(expel_count)]
+def _build(device: SecurityDevice, start: datetime, delay: timedelta | None, vendor_count: int, expel_count: int) -> DeviceAlerts:
+    expel_times = [] if delay is None else [start + delay + i * EXPEL_ALERT_INTERVAL for i in range(expel_count)]
     # Each Expel alert is raised from the latest vendor alert at or before it.
     source_of = [min(int((t - start) / VENDOR_ALERT_INTERVAL), vendor_count - 1) for t in expel_times]
     expel_refs_of: dict[int, list[Ref]] = {}

@@ -17,7 +17,7 @@ from prefect.states import Running, Suspended
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.resume_onboarding import resume_onboarding
-from flows.waiting import PreCheck
+from flows.waiting import WAIT_CHECK_TAG, PreCheck
 from tasks.prefect_tasks import ensure_unified_audit_log
 from tasks.runtime import BlockNames, TenantRequest
 from tasks.step import Mode
@@ -78,7 +78,7 @@ def _precheck(blocks: BlockNames, wake_in: timedelta, tenant: str = LATE, wait: 
 
 
 def _successors(client: SyncPrefectClient, run_id: uuid.UUID) -> list:
-    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["onboarding-resumer"])))
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[WAIT_CHECK_TAG])))
     return [r for r in runs if r.parameters.get("flow_run_id") == str(run_id)]
 
 
