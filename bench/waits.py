@@ -47,7 +47,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from automations.apply import apply_automations
 from flows.waiting import WAIT_CHECK_TAG
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
-from m365_onboarding.local_stack import stop_on_terminate
+from m365_onboarding.local_stack import stop_on_terminate, uninterrupted
 from m365_onboarding.settings import OnboardingSettings
 from tests.prefect_harness import POOL, PrefectStack, process_tree, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
@@ -246,9 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     finally:
-        if stack is not None:
-            stack.stop()
-        sandbox.stop()
+        with uninterrupted():
+            if stack is not None:
+                stack.stop()
+            sandbox.stop()
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,15 +148,25 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop every child, newest first; a second Ctrl-C (or uv forwarding the first) cannot cut this short."""
-        in_main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
-        try:
+        with uninterrupted():
             for child in reversed(self.children):
                 child.stop()
             self.children.clear()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM for the block: a clean-up that a second signal must not cut short.
+
+    ``uv run`` forwards the signal it got to its child, so one ``kill`` can arrive twice.
+    """
+    in_main = threading.current_thread() is threading.main_thread()  # only the main thread may set handlers
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def stop_on_terminate() -> None:
