@@ -53,6 +53,9 @@ def test_keep_running_leaves_the_ui_up_until_ctrl_c_then_stops_everything(tmp_pa
         assert left == [], f"still running after Ctrl-C: {left}"
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{ui}/api/health", timeout=5)
-    finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
+    finally:  # a failed assertion above must not leave the demo's server, sandbox or worker running
+        for pid in process_tree(demo.pid) if demo.poll() is None else []:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
