@@ -8,6 +8,7 @@ which restarts it a bounded number of times. The restarted run re-executes from 
 every finished step back from its cache; the step that was cut short observes the tenant again.
 A third does the same for a crashed wait check (a resumer run a suspended onboarding run
 scheduled): without it the suspended run would have no check left and sleep until a person woke it.
+A fourth hands over once more a run or check still Crashed minutes later: its restart was refused.
 """
 
 from __future__ import annotations
@@ -132,13 +133,14 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
         ids,
     )
     # Prefect does not retry an action the server refused (a 503 under a burst on SQLite): a run
-    # still Crashed later, with no state change since, is handed over once more.
+    # still Crashed later, with no state change since, is handed over once more. Wait checks too:
+    # each crash fires this once, and the resumer's per-run limit bounds any chain.
     again = recovery.restart_again_after_s
     restart_again = _restart_crashed(
         f"{PREFIX}restart runs still crashed",
-        f"Hands an onboarding run still Crashed {_human(again)} after its crash (its restart was refused or not started) "
-        f"to the resumer once more; the resumer's limit of {recovery.max_recoveries} restarts still holds.",
-        onboarding_runs,
+        f"Hands an onboarding run or wait check still Crashed {_human(again)} after its crash (its restart was refused "
+        f"or not started) to the resumer once more; the resumer's limit of {recovery.max_recoveries} restarts per run still holds.",
+        {"prefect.resource.role": "deployment", "prefect.resource.id": [_deployment(ids.onboarding), _deployment(ids.resumer)]},
         ids,
         again_after_s=again,
     )

@@ -22,6 +22,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from automations.apply import NotOnServer, apply_automations
 from automations.definitions import TAG
+from flows.waiting import WAIT_CHECK_TAG
 from m365_onboarding.settings import NotificationSettings, OnboardingSettings, RecoverySettings
 
 
@@ -166,25 +167,32 @@ def test_a_run_still_crashed_after_its_restart_was_refused_is_handed_over_again(
     if not any(d.name == "onboard-tenant" for d in client.read_deployments()):
         _deploy(client)
     onboarding = next(d for d in client.read_deployments() if d.name == "onboard-tenant")
+    resumer = next(d for d in client.read_deployments() if d.name == "resume-onboarding")
     apply_automations(client, OnboardingSettings(recovery=RecoverySettings(restart_again_after_s=10)))
-    immediate = next(a for a in _ours(client) if a.name == "m365-onboarding: restart crashed onboarding runs")
-    client.pause_automation(immediate.id)  # as when the server refused its action: the run stays Crashed
+    # As when the server refused their actions: the crashed runs stay Crashed.
+    immediate = [a for a in _ours(client) if a.name in ("m365-onboarding: restart crashed onboarding runs", "m365-onboarding: restart crashed wait checks")]
+    assert len(immediate) == 2
+    for automation in immediate:
+        client.pause_automation(automation.id)
     try:
         left = client.create_flow_run_from_deployment(onboarding.id)
         restarted = client.create_flow_run_from_deployment(onboarding.id)
-        for run in (left, restarted):
+        check = client.create_flow_run_from_deployment(resumer.id, parameters={"flow_run_id": str(left.id)}, tags=[WAIT_CHECK_TAG])
+        for run in (left, restarted, check):
             client.set_flow_run_state(run.id, Crashed(message="infrastructure failed to start (test)"), force=True)
         # The other run's restart went through: a state change follows its crash, so it is not handed over again.
         client.set_flow_run_state(restarted.id, Scheduled(name="AwaitingRecovery"), force=True)
         deadline = time.monotonic() + 90
-        while _handed_to_resumer(client, left.id) == 0:
-            assert time.monotonic() < deadline, "a run still Crashed was never handed to the resumer again"
+        while _handed_to_resumer(client, left.id) <= 1 or _handed_to_resumer(client, check.id) == 0:  # `check` names `left` too
+            assert time.monotonic() < deadline, "a run or wait check still Crashed was never handed to the resumer again"
             time.sleep(2)
         time.sleep(15)  # past the window of the restarted run too
-        assert _handed_to_resumer(client, left.id) == 1
+        assert _handed_to_resumer(client, left.id) == 2  # the crashed wait check itself, and the hand-over
+        assert _handed_to_resumer(client, check.id) == 1
         assert _handed_to_resumer(client, restarted.id) == 0
     finally:
-        client.resume_automation(immediate.id)
+        for automation in immediate:
+            client.resume_automation(automation.id)
 
 
 _SAME_STALL_TWO_ORDERS = """
