@@ -55,17 +55,23 @@ def free_port(preferred: int, size: int = 1) -> int:
     raise StackError(f"no {size} free port(s) from {preferred} on 127.0.0.1")
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first, then the parent's pid)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def child_pids(pid: int) -> list[int]:
-    kids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                kids.append(int(entry.name))
-    return kids
+    return [int(entry.name) for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and (fields := _stat(entry.name)) is not None and int(fields[1]) == pid]
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie waiting for its parent has)."""
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def process_tree(pid: int) -> list[int]:
@@ -78,7 +84,7 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+def signal_all(pids: list[int], sig: signal.Signals) -> None:
     for pid in pids:
         try:
             os.kill(pid, sig)
@@ -108,12 +114,12 @@ class Child:
         if not self.alive():
             return
         tree = process_tree(self.process.pid)
-        _signal_all(tree, signal.SIGTERM)
+        signal_all(tree, signal.SIGTERM)
         try:
             self.process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             pass
-        _signal_all([pid for pid in reversed(tree) if Path(f"/proc/{pid}").exists()], signal.SIGKILL)
+        signal_all([pid for pid in reversed(tree) if Path(f"/proc/{pid}").exists()], signal.SIGKILL)
         if self.alive():
             self.process.wait(timeout=10)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from m365_onboarding.local_stack import process_tree
+from m365_onboarding.local_stack import process_tree, running, signal_all
 from tests.prefect_harness import PROJECT
 
 STAYS_UP = re.compile(r"The Prefect UI stays up at (http://\S+);")
@@ -49,13 +49,10 @@ def test_keep_running_leaves_the_ui_up_until_ctrl_c_then_stops_everything(tmp_pa
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C in the terminal
         assert demo.wait(timeout=180) == 0, "".join(lines)[-3000:]
         reader.join(timeout=10)
-        left = [pid for pid in started if Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
+        left = [pid for pid in started if running(pid)]
         assert left == [], f"still running after Ctrl-C: {left}"
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{ui}/api/health", timeout=5)
     finally:  # a failed assertion above must not leave the demo's server, sandbox or worker running
-        for pid in process_tree(demo.pid) if demo.poll() is None else []:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if demo.poll() is None:
+            signal_all(process_tree(demo.pid), signal.SIGKILL)

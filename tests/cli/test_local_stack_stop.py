@@ -6,13 +6,14 @@ cut the clean-up short.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+
+from m365_onboarding.local_stack import running, signal_all
 
 # A stand-in for a Prefect server: it takes a moment to shut down after SIGTERM.
 SLOW_CHILD = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: (time.sleep(2), sys.exit(0))); print('up', flush=True); time.sleep(120)"
@@ -34,14 +35,6 @@ STACK = textwrap.dedent("""
 """)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
 def test_a_second_kill_during_the_clean_up_does_not_leave_a_child_running(tmp_path: Path) -> None:
     stack = subprocess.Popen([sys.executable, "-c", STACK, str(tmp_path), SLOW_CHILD], stdout=subprocess.PIPE, text=True)
     assert stack.stdout is not None
@@ -57,8 +50,6 @@ def test_a_second_kill_during_the_clean_up_does_not_leave_a_child_running(tmp_pa
         stack.send_signal(signal.SIGTERM)  # what `uv run` forwarding the first one does
         out, _ = stack.communicate(timeout=60)
         assert "stopped" in out, "the clean-up was cut short"
-        assert [pid for pid in children if _alive(pid)] == [], "a child outlived the stack"
+        assert [pid for pid in children if running(pid)] == [], "a child outlived the stack"
     finally:
-        for pid in children:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        signal_all([pid for pid in children if running(pid)], signal.SIGKILL)
