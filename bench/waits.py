@@ -145,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the server's database, an empty PostgreSQL one (postgresql+asyncpg://user:password@host/db); "
                              "default SQLite in a temporary folder")
     args = parser.parse_args(argv)
-    if args.tenants < 1 or args.concurrency < 1:
-        parser.error("--tenants and --concurrency must be at least 1")
+    for option, value in (("--tenants", args.tenants), ("--concurrency", args.concurrency)):
+        if value < 1:
+            parser.error(f"{option} must be at least 1, got {value}")
     if args.database_url is not None and not args.database_url.startswith("postgresql+asyncpg://"):
         parser.error("--database-url: expected postgresql+asyncpg://user:password@host/database")
     server_env = {} if args.database_url is None else {"PREFECT_SERVER_DATABASE_CONNECTION_URL": args.database_url}

@@ -333,8 +333,9 @@ def demo(
     from m365_onboarding.demo import run_demo
     from m365_onboarding.local_stack import StackError, stop_on_terminate
 
-    if time_scale <= 0 or timeout <= 0:
-        raise fail("--time-scale and --timeout must be positive", EXIT_BAD_INPUT)
+    for option, value in (("--time-scale", time_scale), ("--timeout", timeout)):
+        if value <= 0:
+            raise fail(f"{option} must be positive, got {value:g}; nothing was started", EXIT_BAD_INPUT)
     folder = ((state_dir or default_state_dir()) / "demo").resolve()
     stop_on_terminate()  # `kill`, a closed terminal or Ctrl-C: stop what the demo started
     try:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+from typer.testing import CliRunner
+
+from m365_onboarding.cli import app
 from m365_onboarding.demo import DEMO_BLOCKS, finished, sample_requests, settled
 from m365_onboarding.status import TenantStatus
 
@@ -33,3 +37,13 @@ def test_the_demo_onboards_every_tenant_of_the_default_scenario_with_its_own_blo
     assert {r.provider_org_id for r in requests} == {"0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"}
     assert all(r.blocks == DEMO_BLOCKS and r.customer_contact_email.startswith("admin@") for r in requests)
     assert DEMO_BLOCKS.provider_app != "m365-provider-app"  # never overwrites a real tenant's blocks on a shared server
+
+
+@pytest.mark.parametrize(("args", "error"), [
+    (["--timeout", "0"], "--timeout must be positive, got 0; nothing was started"),
+    (["--time-scale", "-5", "--keep-running"], "--time-scale must be positive, got -5; nothing was started"),
+])
+def test_a_bad_demo_option_is_named_and_starts_nothing(args: list[str], error: str, tmp_path) -> None:  # noqa: ANN001
+    result = CliRunner().invoke(app, ["demo", "--state-dir", str(tmp_path), *args])
+    assert result.exit_code == 2 and error in result.output, result.output
+    assert not (tmp_path / "demo").exists()  # no server, sandbox or state folder was started
