@@ -18,7 +18,7 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.events.schemas.automations import AutomationCore
 
 from automations.definitions import TAG, DeploymentIds, desired_automations
-from m365_onboarding.settings import OnboardingSettings
+from core.settings import OnboardingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def deployment_ids(client: SyncPrefectClient, settings: OnboardingSettings) -> D
         try:
             ids.append(client.read_deployment_by_name(name).id)
         except Exception as exc:  # ObjectNotFound, or a server that does not answer
-            raise NotOnServer(f"deployment {name!r} not found ({type(exc).__name__}): deploy first with `prefect deploy --all`") from None
+            raise NotOnServer(f"deployment {name!r} not found ({type(exc).__name__}): deploy first with `prefect deploy --all`") from exc
     return DeploymentIds(onboarding=ids[0], resumer=ids[1])
 
 
@@ -53,7 +53,7 @@ def team_block_id(client: SyncPrefectClient, settings: OnboardingSettings) -> UU
     try:
         document = client.read_block_document_by_name(name=name, block_type_slug=block_type)
     except Exception as exc:  # ObjectNotFound
-        raise NotOnServer(f"notification block {slug!r} not found ({type(exc).__name__}): create it first (UI → Blocks, or Python)") from None
+        raise NotOnServer(f"notification block {slug!r} not found ({type(exc).__name__}): create it first (UI → Blocks, or Python)") from exc
     try:
         is_notification = issubclass(Block.get_block_class_from_key(block_type), NotificationBlock)
     except KeyError:  # a block type this process does not know: let the server's action decide

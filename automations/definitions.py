@@ -22,8 +22,10 @@ from prefect.events.actions import ChangeFlowRunState, RunDeployment, SendNotifi
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.client.schemas.objects import StateType
 
-from flows.waiting import WAIT_CHECK_TAG
-from m365_onboarding.settings import OnboardingSettings
+from core.catalogue import StepName
+from core.settings import OnboardingSettings
+from core.tags import WAIT_CHECK_TAG
+from tasks.catalogue import CATALOGUE
 
 TAG = "m365-onboarding"  # marks the automations this project owns (and may update or delete)
 PREFIX = "m365-onboarding: "
@@ -34,19 +36,6 @@ FLOW_RUN_ID = {"__prefect_kind": "jinja", "template": "{{ flow_run.id }}"}  # th
 class DeploymentIds:
     onboarding: UUID
     resumer: UUID
-
-
-# Each waiting step: the policy that sets its stall threshold, and what a person should do about it.
-STALL_ALERTS: dict[str, tuple[str, str]] = {
-    "admin_consent": ("admin_consent", "Call the customer's contact: their Global Administrator has not granted consent (the link is in the checklist)."),
-    "console_access": ("customer_change", "Ask the customer's admin to invite the SOC guest and assign Global Reader (instructions in the checklist)."),
-    "cross_tenant_access": ("customer_change", "Ask the customer's admin to add the provider's cross-tenant partner entry (instructions in the checklist)."),
-    "unified_audit_log": ("customer_change", "Ask the customer's admin to turn on the unified audit log (instructions in the checklist)."),
-    "audit_activation": ("audit_activation", "Check Get-AdminAuditLogConfig in the tenant; if it reads True, open a case with Microsoft support."),
-    "device_healthy": ("device_healthy", "Open the device in Workbench and read its status details; consent was re-checked automatically."),
-    "first_data": ("first_data", "Check the Management Activity subscriptions and the device's status in Workbench."),
-    "first_alerts": ("first_alerts", "Data flows but nothing was raised yet: confirm with the SOC that the tenant is quiet, not unmonitored."),
-}
 
 
 def _human(seconds: float) -> str:
@@ -147,8 +136,8 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
     return [silent, restart, restart_check, restart_again]
 
 
-def _tenant_step(step: str) -> dict[str, str]:
-    return {"prefect.resource.id": "m365.tenant.*", "onboarding.step": step}
+def _tenant_step(step: StepName) -> dict[str, str]:
+    return {"prefect.resource.id": "m365.tenant.*", "onboarding.step": step.value}
 
 
 def notifications(settings: OnboardingSettings, ids: DeploymentIds, team_block: UUID) -> list[Automation]:
@@ -157,8 +146,8 @@ def notifications(settings: OnboardingSettings, ids: DeploymentIds, team_block: 
     scale = f" (time scale {waits.time_scale:g})" if waits.time_scale != 1 else ""
     onboarding_runs = {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)}
     result = []
-    for step, (policy_name, next_action) in STALL_ALERTS.items():
-        policy = getattr(waits, policy_name)
+    for wait in CATALOGUE.waits():  # one stall alert per wait, with the wait's own threshold and next action
+        step, policy, next_action = wait.name, waits.base(wait.policy), wait.stall_next_action
         result.append(Automation(
             name=f"{PREFIX}{step} stalled",
             description=f"For each tenant: {step} waiting and not completed within {_human(policy.stall_s)}{scale}.",
@@ -251,7 +240,7 @@ def notifications(settings: OnboardingSettings, ids: DeploymentIds, team_block: 
         description="A tenant finished onboarding (first alerts, or a quiet alert window).",
         tags=[TAG],
         trigger=EventTrigger(
-            match=_tenant_step("first_alerts"), expect={"onboarding.step.completed"},
+            match=_tenant_step(CATALOGUE.milestones()[-1].name), expect={"onboarding.step.completed"},
             posture=Posture.Reactive, threshold=1, within=timedelta(0),
         ),
         actions=[SendNotification(

@@ -45,10 +45,10 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from automations.apply import apply_automations
-from flows.waiting import WAIT_CHECK_TAG
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from core.settings import OnboardingSettings
+from core.tags import WAIT_CHECK_TAG, tenant_tag
 from m365_onboarding.local_stack import stop_on_terminate, uninterrupted
-from m365_onboarding.settings import OnboardingSettings
 from tests.prefect_harness import POOL, PrefectStack, process_tree, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 
@@ -106,7 +106,7 @@ def _start(tenant: dict[str, Any], blocks: dict[str, str]) -> uuid.UUID:
     for attempt in range(6):  # a burst of creations meets SQLite's "database is locked" (503) now and then
         try:
             return run_deployment("onboard-tenant/onboard-tenant", parameters={"request": request}, timeout=0,
-                                  tags=[f"tenant:{tenant['id']}"]).id  # as `onboard` starts them: `status` lists them at once
+                                  tags=[tenant_tag(tenant["id"])]).id  # as `onboard` starts them: `status` lists them at once
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code != 503 or attempt == 5:
                 raise

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class ProviderAppCredentials(Block):
@@ -24,6 +24,8 @@ class ProviderAppCredentials(Block):
         app = ProviderAppCredentials.load("BLOCK_NAME")
         ```
     """
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # a validation error must not quote a secret it was given
 
     _block_type_name = "M365 Provider App Credentials"
     _block_type_slug = "m365-provider-app-credentials"
@@ -79,6 +81,8 @@ class WorkbenchCredentials(Block):
         workbench = WorkbenchCredentials.load("BLOCK_NAME")
         ```
     """
+
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     _block_type_name = "Expel Workbench Credentials"
     _block_type_slug = "expel-workbench-credentials"

@@ -1,7 +1,8 @@
 """App-only tokens with msal: one ``ConfidentialClientApplication`` per tenant, its cache reused.
 
 msal reports token errors as dicts; this module turns them into typed errors so that no caller
-has to remember to look for ``"error"``.
+has to remember to look for ``"error"``. It branches on the AADSTS codes; where msal gives only
+text, :func:`_msal_says` is the one place that reads it.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import msal
@@ -23,13 +24,22 @@ from clients.errors import (
     TenantNotFound,
     Throttled,
 )
-from clients.http import VerifiedSession
+from clients.http import VerifiedSession, connection_failure
 
 logger = logging.getLogger("m365_onboarding.auth")
 
 NOT_CONSENTED = {700016, 7000229, 500011}
 BAD_CREDENTIAL = {7000215, 7000222, 700027, 700024, 7000218, 50027}
 NO_TENANT = {90002, 900023}
+
+
+def _msal_says(text: str) -> Literal["unknown_authority", "throttled"] | None:
+    """What msal's text means where it gives no code: its authority discovery failed, or the service throttles."""
+    if "Unable to get authority configuration" in text:
+        return "unknown_authority"
+    if "429" in text:
+        return "throttled"
+    return None
 
 
 class TokenProvider:
@@ -66,11 +76,12 @@ class TokenProvider:
                 timeout=self._timeout_s,
             )
         except ValueError as exc:
-            if "Unable to get authority configuration" in str(exc):
-                raise TenantNotFound(f"Tenant {tenant_id} was not found at {self.login_base_url} (OIDC discovery refused it).") from None
+            if _msal_says(str(exc)) == "unknown_authority":
+                raise TenantNotFound(f"Tenant {tenant_id} was not found at {self.login_base_url} (OIDC discovery refused it).") from exc
             raise
         except requests.RequestException as exc:
-            raise ApiConnectionError(f"login: cannot reach {self.login_base_url}: {type(exc).__name__}") from None
+            reason = connection_failure(exc)
+            raise ApiConnectionError(f"login: cannot reach {self.login_base_url}: {reason}", reason=reason) from exc
         self._apps[tenant_id] = app
         return app
 
@@ -79,7 +90,8 @@ class TokenProvider:
         try:
             result = self._app(tenant_id).acquire_token_for_client(scopes=[f"{audience.rstrip('/')}/.default"])
         except requests.RequestException as exc:
-            raise ApiConnectionError(f"login: token request for tenant {tenant_id} failed: {type(exc).__name__}") from None
+            reason = connection_failure(exc)
+            raise ApiConnectionError(f"login: token request for tenant {tenant_id} failed: {reason}", reason=reason) from exc
         if "access_token" in result:
             return result["access_token"]
         error = _token_error(tenant_id, self.client_id, audience, result)
@@ -128,6 +140,6 @@ def _token_error(tenant_id: str, client_id: str, audience: str, result: dict[str
     if codes & BAD_CREDENTIAL:
         return InvalidCredentials(f"The provider's app credential was refused for tenant {tenant_id}: {first_line}")
     error = result.get("error", "unknown_error")
-    if error == "temporarily_unavailable" or "429" in str(result.get("error_description", "")):
+    if error == "temporarily_unavailable" or _msal_says(str(result.get("error_description", ""))) == "throttled":
         return Throttled("login", 429, error, first_line, operation=f"token for {audience}")
     return ApiError("login", 400, error, first_line or error, operation=f"token for {audience}")

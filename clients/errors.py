@@ -1,43 +1,33 @@
 """Typed errors for every API the project calls, in two layers (as openai-python and httpx do).
 
-Transport and status: :class:`ApiError` with ``service``, ``status``, ``code``, ``message`` and
-``request_id``, subclassed per kind (not found, conflict, permission denied, throttled, …).
-Domain: errors a person acts on (tenant not found, app not consented, consent incomplete, …), each
-with a message that names the tenant and says what to do next. No error carries a secret: request
-bodies and headers are never stored on them, so Prefect can persist them in task states safely.
+Transport and status: :class:`ApiError` with ``service``, ``status``, ``code``, ``message``,
+``request_id`` and the body's ``errors`` list, subclassed per kind of status (not found,
+permission denied, throttled, …); :class:`ApiConnectionError` when no answer came at all.
+
+Translated: what a person acts on (a missing permission, a dehydrated organization, a refused
+device, …). A client translates a status error in one place (its ``translate`` method); the
+translated class subclasses the status class it came from and keeps its status, request id and
+code, so ``except PermissionDenied`` still catches a missing permission. Errors from msal's token
+dictionaries (no HTTP status reaches us) are domain errors with the AADSTS code in their message.
+
+No error carries a secret: request bodies and headers are never stored on them, so Prefect can
+persist them in task states safely.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-
-class OnboardingError(Exception):
-    """Base of every error this project raises on purpose."""
-
-    next_action: str = ""
-
-    def __init__(self, message: str, *, next_action: str | None = None) -> None:
-        self.message = message
-        if next_action is not None:
-            self.next_action = next_action
-        super().__init__(f"{message} Next: {self.next_action}" if self.next_action else message)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keep errors picklable for Prefect's persisted states; the stored args are text only.
-        return (_rebuild, (type(self), self.__dict__.copy()))
-
-
-def _rebuild(cls: type[OnboardingError], state: dict[str, Any]) -> OnboardingError:
-    error = cls.__new__(cls)
-    error.__dict__.update(state)
-    Exception.__init__(error, f"{error.message} Next: {error.next_action}" if error.next_action else error.message)
-    return error
+from core.errors import OnboardingError
 
 
 # --- transport and status ----------------------------------------------------------------------------
 class ApiError(OnboardingError):
-    """An API answered with an error status."""
+    """An API answered with an error status.
+
+    ``api_message`` is what the service said; ``explanation``, where a client translated the error,
+    is what it means for the onboarding, and takes its place in the message.
+    """
 
     def __init__(
         self,
@@ -48,6 +38,8 @@ class ApiError(OnboardingError):
         *,
         request_id: str | None = None,
         operation: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        explanation: str | None = None,
         next_action: str | None = None,
     ) -> None:
         self.service = service
@@ -55,12 +47,21 @@ class ApiError(OnboardingError):
         self.code = code
         self.request_id = request_id
         self.operation = operation
+        self.api_message = message
+        self.errors = list(errors or [])  # the body's error objects, where it lists several (JSON:API)
         where = f"{service} {operation}" if operation else service
-        text = f"{where} failed: HTTP {status}{f' {code}' if code else ''}: {message}"
+        text = f"{where} failed: HTTP {status}{f' {code}' if code else ''}: {explanation or message}"
         if request_id:
             text += f" (request-id {request_id})"
         super().__init__(text, next_action=next_action)
-        self.api_message = message
+
+    @classmethod
+    def from_error(cls, error: ApiError, explanation: str | None = None, *, next_action: str | None = None, **extra: Any) -> Self:
+        """This kind of error for ``error``: the same service, status, code, request id, operation and body errors."""
+        return cls(
+            error.service, error.status, error.code, error.api_message, request_id=error.request_id, operation=error.operation,
+            errors=error.errors, explanation=explanation, next_action=next_action or error.next_action or None, **extra,
+        )
 
 
 class BadRequest(ApiError):
@@ -95,44 +96,37 @@ class ServerError(ApiError):
     """5xx: the service failed; retry later."""
 
 
+def status_error_class(status: int) -> type[ApiError]:
+    """The most specific :class:`ApiError` subclass for an HTTP status."""
+    if status >= 500:
+        return ServerError
+    return _BY_STATUS.get(status, ApiError)
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {400: BadRequest, 401: Unauthorized, 403: PermissionDenied, 404: NotFound, 409: Conflict, 429: Throttled}
+
+
 class ApiConnectionError(OnboardingError):
-    """The request never got an HTTP answer (DNS, TLS, refused connection)."""
+    """The request never got an HTTP answer (DNS, TLS, refused connection); ``reason`` says which."""
+
+    def __init__(self, message: str, *, reason: str = "", next_action: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(message, next_action=next_action)
 
 
 class ApiTimeout(ApiConnectionError):
     """No answer within the timeout."""
 
 
-def status_error_class(status: int) -> type[ApiError]:
-    """The most specific :class:`ApiError` subclass for an HTTP status."""
-    if status == 400:
-        return BadRequest
-    if status == 401:
-        return Unauthorized
-    if status == 403:
-        return PermissionDenied
-    if status == 404:
-        return NotFound
-    if status == 409:
-        return Conflict
-    if status == 429:
-        return Throttled
-    if status >= 500:
-        return ServerError
-    return ApiError
-
-
-# --- domain ------------------------------------------------------------------------------------------
+# --- the tenant and the provider's app (login) ---------------------------------------------------------
 class TenantNotFound(OnboardingError):
     """The tenant id or domain does not exist in this cloud (AADSTS90002 / 900023)."""
 
     next_action = "Check the Directory (tenant) ID with the customer (Entra admin center > Overview) and the cloud setting."
 
 
-class TenantNameMismatch(OnboardingError):
-    """The organization name typed by the team differs from the tenant's display name."""
-
-    next_action = "Confirm with the customer which tenant is meant; correct the organization name or the tenant id."
+class UnknownTenant(TenantNotFound, BadRequest):
+    """OIDC discovery answered 400 with AADSTS90002 or 900023: no such tenant in this cloud."""
 
 
 class AppNotConsented(OnboardingError):
@@ -141,57 +135,95 @@ class AppNotConsented(OnboardingError):
     next_action = "Send the customer's Global Administrator the admin-consent link and ask them to accept."
 
 
-class ConsentIncomplete(OnboardingError):
-    """Consent was given, but some required permissions were not granted."""
-
-    next_action = "Ask the customer's admin to grant the missing permissions (re-open the admin-consent link and accept)."
-
-    def __init__(self, message: str, missing: list[str], **kwargs: Any) -> None:
-        self.missing = list(missing)
-        super().__init__(message, **kwargs)
-
-
-class MissingPermission(OnboardingError):
-    """A call needed a permission the token does not carry; names it instead of a bare 403."""
-
-    def __init__(self, message: str, permission: str, **kwargs: Any) -> None:
-        self.permission = permission
-        super().__init__(message, **kwargs)
-
-
 class InvalidCredentials(OnboardingError):
     """The provider's own app credential was refused (wrong or expired secret, unknown certificate)."""
 
     next_action = "Check the provider app credentials block (client id, certificate or secret, expiry)."
 
 
-class AuditLogOff(OnboardingError):
-    """The tenant's unified audit log is off or not yet in effect."""
+# --- permissions ---------------------------------------------------------------------------------------
+class MissingPermission(ApiError):
+    """A call was refused because the provider's app lacks a permission or Entra role; ``permission`` names it.
+
+    Raised as :class:`PermissionNotGranted` (a 403) or :class:`AppPermissionNotGranted` (a 401), so
+    it is also the status error it came with; :func:`missing_permission` picks the one.
+    """
+
+    def __init__(self, *args: Any, permission: str, **kwargs: Any) -> None:
+        self.permission = permission
+        super().__init__(*args, **kwargs)
+
+
+class PermissionNotGranted(MissingPermission, PermissionDenied):
+    """403: the token carries no permission (or the app no Entra role) that allows the call."""
+
+
+class AppPermissionNotGranted(MissingPermission, Unauthorized):
+    """401: the service refuses the token outright because it lacks an application permission."""
+
+
+def missing_permission(error: ApiError, permission: str, explanation: str, next_action: str) -> MissingPermission:
+    """The :class:`MissingPermission` for a 401 or 403 ``error``."""
+    kind: type[MissingPermission] = AppPermissionNotGranted if isinstance(error, Unauthorized) else PermissionNotGranted
+    return kind.from_error(error, explanation, next_action=next_action, permission=permission)
+
+
+# --- Graph -------------------------------------------------------------------------------------------
+class RoleAlreadyAssigned(BadRequest):
+    """Graph refused a role assignment that already exists (400 "conflicting object"): it is there."""
+
+
+# --- Exchange Online and the Management Activity API -------------------------------------------------
+class AuditLogOff(BadRequest):
+    """The Management Activity API refuses the tenant: its unified audit log is off or not yet in effect."""
 
     next_action = "Enable auditing (Set-AdminAuditLogConfig -UnifiedAuditLogIngestionEnabled $true) and allow up to 60 minutes."
 
 
-class AuditLogDehydrated(OnboardingError):
+class NoSubscription(BadRequest):
+    """AF20022: no subscription of that content type is enabled."""
+
+
+class SubscriptionAlreadyEnabled(BadRequest):
+    """AF20024: the subscription is enabled already, which is what starting it asked for."""
+
+
+class AuditLogDehydrated(BadRequest):
     """The Exchange organization is dehydrated: Enable-OrganizationCustomization must run first."""
 
     next_action = "Run Enable-OrganizationCustomization in Exchange Online PowerShell, then enable auditing."
 
 
-class DeviceRejected(OnboardingError):
-    """Workbench refused to register the security device; ``detail`` is its JSON:API detail."""
+class AlreadyCustomized(BadRequest):
+    """Enable-OrganizationCustomization refused because the organization is customized already."""
+
+
+# --- Workbench -----------------------------------------------------------------------------------------
+class DeviceRejected(BadRequest):
+    """Workbench refused to register or change the security device; ``detail`` is its JSON:API detail."""
 
     next_action = "Fix the device settings named in the detail (tenant id, organization name) and re-run the step."
 
-    def __init__(self, message: str, detail: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, detail: str, **kwargs: Any) -> None:
         self.detail = detail
-        super().__init__(message, **kwargs)
+        super().__init__(*args, **kwargs)
 
 
-class StepNotConverged(OnboardingError):
-    """A step applied its changes but reads never showed the desired state within the deadline."""
+class WorkbenchRoleRequired(PermissionDenied):
+    """403 on a security-device write: the key's role or read-only flag forbids it."""
 
-    next_action = "Re-run the step later; if it persists, compare the fields below in the admin center."
+    next_action = (
+        "Use an API key of a Workbench service account with the Organization Admin role that is not read-only, "
+        "in the customer's organization (Organization Settings > Service Accounts)."
+    )
 
-    def __init__(self, message: str, fields: list[str], **kwargs: Any) -> None:
-        self.fields = list(fields)
-        super().__init__(message, **kwargs)
+
+class PluginNotFound(OnboardingError):
+    """The Workbench plugin to register is missing from ``/plugins`` (or is ambiguous)."""
+
+    next_action = "Check the setting provider.workbench_plugin_name against the plugins Workbench lists."
+
+
+def jsonapi_errors(error: BaseException) -> list[dict[str, Any]]:
+    """The JSON:API ``errors[]`` an API error carried (empty for other errors)."""
+    return list(error.errors) if isinstance(error, ApiError) else []

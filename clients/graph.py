@@ -2,6 +2,8 @@
 
 On a 403 the error names the permission the operation needs (never a bare 403): the least
 privileged application permission for each operation is listed in :data:`LEAST_PRIVILEGED`.
+A role assignment that exists already is refused with 400 "conflicting object" (or 409), which
+:meth:`GraphClient.translate` turns into :class:`~clients.errors.RoleAlreadyAssigned`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from urllib.parse import quote
 import requests
 from pydantic import BaseModel, ConfigDict, Field
 
-from clients.errors import ApiError, MissingPermission, PermissionDenied
+from clients.errors import ApiError, BadRequest, PermissionDenied, RoleAlreadyAssigned, missing_permission
 from clients.http import ApiClient
 
 # Least-privileged application permission per operation (Graph v1.0 permission tables).
@@ -101,6 +103,11 @@ def odata_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _says_conflicting_object(message: str) -> bool:
+    """Graph's only signal that a role assignment exists already: the text of its 400."""
+    return "conflicting object" in message
+
+
 def _require_id(value: str, name: str) -> str:
     if not value or not value.strip():
         raise ValueError(f"Expected a non-empty value for {name}")
@@ -112,20 +119,21 @@ class GraphClient(ApiClient):
 
     service = "graph"
 
+    def translate(self, error: ApiError) -> ApiError:
+        permission = LEAST_PRIVILEGED.get(error.operation or "")
+        # Directory calls say Authorization_RequestDenied; the invitation manager says Unauthorized.
+        if isinstance(error, PermissionDenied) and permission and error.code in ("Authorization_RequestDenied", "Unauthorized"):
+            return missing_permission(
+                error, permission,
+                f"the provider's app needs the application permission {permission} in tenant {self.tenant_id}",
+                next_action=f"Have the customer's admin grant {permission} (re-open the admin-consent link), or run this step in guide mode.",
+            )
+        if error.operation == "create_role_assignment" and isinstance(error, BadRequest) and _says_conflicting_object(error.api_message):
+            return RoleAlreadyAssigned.from_error(error, "the role assignment exists already")
+        return error
+
     def _call(self, method: str, path: str, operation: str, **kwargs: Any) -> requests.Response:
-        try:
-            return self.request(method, path, operation=operation, **kwargs)
-        except PermissionDenied as exc:
-            permission = LEAST_PRIVILEGED.get(operation)
-            # Directory calls say Authorization_RequestDenied; the invitation manager says Unauthorized.
-            if permission and exc.code in ("Authorization_RequestDenied", "Unauthorized"):
-                raise MissingPermission(
-                    f"Graph {operation} in tenant {self.tenant_id} was refused: the provider's app needs the "
-                    f"application permission {permission} (request-id {exc.request_id}).",
-                    permission,
-                    next_action=f"Have the customer's admin grant {permission} (re-open the admin-consent link), or run this step in guide mode.",
-                ) from None
-            raise
+        return self.request(method, path, operation=operation, **kwargs)
 
     def _list(self, path: str, operation: str, params: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Every item of a collection, following ``@odata.nextLink``."""

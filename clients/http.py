@@ -9,15 +9,17 @@ with every request is the documented way round it.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from clients.errors import ApiConnectionError, ApiError, ApiTimeout, Throttled, status_error_class
@@ -68,6 +70,36 @@ def _is_timeout(exc: requests.RequestException) -> bool:
     return isinstance(reason, TimeoutError | ReadTimeoutError | ConnectTimeoutError)
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: its cause and context, and urllib3's ``reason`` and first argument."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args[:1]]
+        todo.extend(e for e in linked if isinstance(e, BaseException))
+
+
+def connection_failure(exc: BaseException) -> str:
+    """Why no answer came, for people: a refused certificate reads differently from a refused connection."""
+    causes = list(_causes(exc))
+    certificate = next((e for e in causes if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if certificate is not None:
+        return f"TLS certificate verification failed ({certificate.verify_message or certificate.reason}): is the CA bundle the service's?"
+    if any(isinstance(e, ssl.SSLError) for e in causes):
+        return f"TLS handshake failed ({next(e for e in causes if isinstance(e, ssl.SSLError))})"
+    if any(isinstance(e, ConnectionRefusedError) for e in causes):
+        return "connection refused (nothing listens there)"
+    if any(isinstance(e, NameResolutionError | socket.gaierror) for e in causes):
+        return "the host name does not resolve"
+    innermost = causes[-1]
+    return f"{type(innermost).__name__}: {str(innermost).splitlines()[0] if str(innermost) else ''}".rstrip(": ")
+
+
 class CappedRetry(Retry):
     """urllib3's Retry, with Retry-After capped so that one throttled call cannot sleep for minutes.
 
@@ -76,7 +108,7 @@ class CappedRetry(Retry):
 
     max_retry_after_s: float = 120.0
 
-    def get_retry_after(self, response):  # type: ignore[no-untyped-def]
+    def get_retry_after(self, response: Any) -> float | None:
         value = super().get_retry_after(response)
         return None if value is None else min(value, self.max_retry_after_s)
 
@@ -100,19 +132,30 @@ def make_retry(retries: int, max_retry_after_s: float, methods: frozenset[str] =
     return retry
 
 
+class ClientOptions(TypedDict):
+    """How every client of a tenant talks to its service: TLS, timeout, retries."""
+
+    ca_bundle: str | Path | None
+    timeout_s: float
+    retries: int
+    max_retry_after_s: float
+
+
 @dataclass(frozen=True)
 class ErrorDetails:
-    """What a service's error body says: its code and a readable message."""
+    """What a service's error body says: its code, a readable message, and its error objects (JSON:API)."""
 
     code: str | None
     message: str
+    errors: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ApiClient:
     """JSON over HTTPS for one service: timeouts, TLS, idempotent retries, typed errors, readable logs.
 
-    Subclasses set ``service``, implement :meth:`parse_error`, and may override :meth:`error_class`
-    where a service signals a kind of error with a code rather than a status (AF429 comes as 403).
+    Subclasses set ``service``, may read their service's error body in :meth:`parse_error`, and
+    turn a status error into what it means in :meth:`translate`: the one place a client decides
+    what kind of error it met.
     """
 
     service = "api"
@@ -121,7 +164,7 @@ class ApiClient:
         self,
         base_url: str,
         *,
-        authorization: Callable[[], str],
+        authorization: Callable[[], str] | None,
         ca_bundle: str | Path | None = None,
         timeout_s: float = 30.0,
         retries: int = 4,
@@ -132,7 +175,7 @@ class ApiClient:
             raise ValueError(f"{self.service} base URL must be https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.tenant_id = tenant_id
-        self._authorization = authorization
+        self._authorization = authorization  # None: the service needs no credential (OIDC discovery)
         self.timeout_s = timeout_s
         self.session = self._session(ca_bundle, make_retry(retries, max_retry_after_s))
         # For APIs whose reads are POSTs (Exchange's InvokeCommand): used only when a call says so.
@@ -154,10 +197,12 @@ class ApiClient:
         return ErrorDetails(None, response.text[:500] or response.reason)
 
     def error_class(self, status: int, code: str | None) -> type[ApiError]:
+        """The status error for an answer; a service that signals a kind by code (AF429 as a 403) overrides it."""
         return status_error_class(status)
 
-    def next_action_for(self, error: ApiError) -> str | None:
-        return None
+    def translate(self, error: ApiError) -> ApiError:
+        """What a status error means for the onboarding (a missing permission, a refused device, …); as is by default."""
+        return error
 
     # --- requests -----------------------------------------------------------------------------------
     def request(
@@ -166,7 +211,7 @@ class ApiClient:
         path_or_url: str,
         *,
         operation: str,
-        params: dict[str, Any] | None = None,
+        params: Any = None,
         json: Any = None,
         headers: dict[str, str] | None = None,
         expected: tuple[int, ...] = (200, 201, 204),
@@ -178,28 +223,30 @@ class ApiClient:
         absolute value), so it gets the same retries as a GET.
         """
         url = path_or_url if path_or_url.startswith("https://") else f"{self.base_url}{path_or_url}"
-        client_request_id = str(uuid.uuid4())
-        all_headers = {"Authorization": self._authorization(), "client-request-id": client_request_id, **(headers or {})}
+        all_headers = {"client-request-id": str(uuid.uuid4()), **(headers or {})}
+        if self._authorization is not None:
+            all_headers["Authorization"] = self._authorization()
         try:
             session = self.idempotent_post_session if idempotent_post else self.session
             response = session.request(method, url, params=params, json=json, headers=all_headers, timeout=self.timeout_s)
         except requests.RequestException as exc:
             if _is_timeout(exc):
-                raise ApiTimeout(f"{self.service} {operation}: no answer within {self.timeout_s:g}s from {self.base_url}") from None
-            raise ApiConnectionError(f"{self.service} {operation}: cannot reach {self.base_url}: {type(exc).__name__}") from None
+                raise ApiTimeout(f"{self.service} {operation}: no answer within {self.timeout_s:g}s from {self.base_url}", reason="timeout") from exc
+            reason = connection_failure(exc)
+            raise ApiConnectionError(f"{self.service} {operation}: cannot reach {self.base_url}: {reason}", reason=reason) from exc
         request_id = response.headers.get("request-id") or response.headers.get("x-request-id") or response.headers.get("x-ms-request-id")
         logger.debug("%s %s %s -> %s request-id=%s", self.service, method, operation, response.status_code, request_id)
         if response.status_code in expected:
             return response
         details = self.parse_error(response)
         cls = self.error_class(response.status_code, details.code)
-        kwargs: dict[str, Any] = {"request_id": request_id, "operation": operation}
+        extra: dict[str, Any] = {}
         if issubclass(cls, Throttled):
             retry_after = response.headers.get("Retry-After")
-            kwargs["retry_after"] = float(retry_after) if retry_after and retry_after.isdigit() else None
-        error = cls(self.service, response.status_code, details.code, details.message, **kwargs)
-        action = self.next_action_for(error)
-        if action:
-            error.next_action = action
-            error.args = (f"{error.message} Next: {action}",)
-        raise error
+            extra["retry_after"] = float(retry_after) if retry_after and retry_after.isdigit() else None
+        error = cls(self.service, response.status_code, details.code, details.message, request_id=request_id, operation=operation,
+                    errors=details.errors, **extra)
+        translated = self.translate(error)
+        if translated is error:
+            raise error
+        raise translated from error

@@ -1,8 +1,10 @@
 """Office 365 Management Activity API: subscriptions and content listings for one tenant.
 
 Branches on ``error.code`` (AF…), never on the status alone: AF429 comes as 403 in Microsoft's own
-example, and AF20024 ("already enabled") is a 400 that means success. Every call carries
-``PublisherIdentifier`` (the provider's tenant id) so the provider gets its own quota.
+example, and AF20024 ("already enabled") is a 400 that means success. A tenant whose auditing is
+not in effect is refused with a 400 whose code is not an AF code; :func:`_audit_not_in_effect` is the
+one place that reads its text. Every call carries ``PublisherIdentifier`` (the provider's tenant id)
+so the provider gets its own quota.
 """
 
 from __future__ import annotations
@@ -12,11 +14,25 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clients.errors import ApiError, AuditLogOff, MissingPermission, Throttled
+from clients.errors import (
+    ApiError,
+    AuditLogOff,
+    BadRequest,
+    NoSubscription,
+    SubscriptionAlreadyEnabled,
+    Throttled,
+    missing_permission,
+)
 from clients.http import ApiClient
 
 ALREADY_ENABLED = "AF20024"
 NO_SUBSCRIPTION = "AF20022"
+PERMISSION_MISSING = "AF10001"
+
+
+def _audit_not_in_effect(message: str) -> bool:
+    """The service's own exception text when the tenant's unified audit log is off or not in effect yet."""
+    return "DataServiceException" in message or "does not exist" in message
 
 
 class Subscription(BaseModel):
@@ -47,19 +63,22 @@ class ManagementActivityClient(ApiClient):
             return Throttled
         return super().error_class(status, code)
 
-    def request(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
-        """As :meth:`ApiClient.request`, naming ActivityFeed.Read when a token lacks it (AF10001)."""
-        try:
-            return super().request(*args, **kwargs)
-        except ApiError as exc:
-            if exc.code == "AF10001":
-                raise MissingPermission(
-                    f"Management Activity API in tenant {self.tenant_id} refused the token: the provider's app needs "
-                    f"ActivityFeed.Read (Office 365 Management APIs) (request-id {exc.request_id}).",
-                    "ActivityFeed.Read",
-                    next_action="Have the customer's admin grant ActivityFeed.Read (re-open the admin-consent link).",
-                ) from None
-            raise
+    def translate(self, error: ApiError) -> ApiError:
+        if error.code == PERMISSION_MISSING:
+            return missing_permission(
+                error, "ActivityFeed.Read",
+                f"the provider's app needs ActivityFeed.Read (Office 365 Management APIs) in tenant {self.tenant_id}",
+                next_action="Have the customer's admin grant ActivityFeed.Read (re-open the admin-consent link).",
+            )
+        if not isinstance(error, BadRequest):
+            return error
+        if error.code == ALREADY_ENABLED:
+            return SubscriptionAlreadyEnabled.from_error(error)
+        if error.code == NO_SUBSCRIPTION:
+            return NoSubscription.from_error(error)
+        if _audit_not_in_effect(error.api_message):
+            return AuditLogOff.from_error(error, f"tenant {self.tenant_id}: the Management Activity API refuses it because auditing is not in effect yet")
+        return error
 
     def _path(self, operation: str) -> str:
         return f"/api/v1.0/{self.tenant_id}/activity/feed/subscriptions/{operation}"
@@ -71,14 +90,8 @@ class ManagementActivityClient(ApiClient):
         """Start (or confirm) a subscription. Raises AuditLogOff while auditing is not in effect."""
         try:
             data = self.request("POST", self._path("start"), operation="subscriptions/start", params=self._params(contentType=content_type)).json()
-        except ApiError as exc:
-            if exc.code == ALREADY_ENABLED:
-                return Subscription(contentType=content_type, status="enabled")
-            if "DataServiceException" in exc.api_message or "does not exist" in exc.api_message:
-                raise AuditLogOff(
-                    f"Tenant {self.tenant_id}: the Management Activity API refuses subscriptions because auditing is not in effect yet."
-                ) from None
-            raise
+        except SubscriptionAlreadyEnabled:
+            return Subscription(contentType=content_type, status="enabled")
         return Subscription.model_validate(data)
 
     def stop_subscription(self, content_type: str) -> None:

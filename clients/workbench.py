@@ -4,20 +4,27 @@ JSON:API over HTTPS with a service-account API key (``Authorization: Bearer <key
 ``links.next`` under a deterministic sort; errors keep the status and the JSON:API ``errors[]``
 (``error.errors``); a POST is never retried (:mod:`clients.http`), so a failed create must be
 followed by a lookup. Reads work with any key; writes need an Organization Admin key that is not
-read-only (reference §1a).
+read-only (reference §1a). :meth:`WorkbenchClient.translate` is the one place errors get a meaning.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime
 from typing import Any, Self
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from clients.errors import ApiError, BadRequest, DeviceRejected, OnboardingError, PermissionDenied, Unauthorized
+from clients.errors import (
+    ApiError,
+    BadRequest,
+    DeviceRejected,
+    PermissionDenied,
+    PluginNotFound,
+    Unauthorized,
+    WorkbenchRoleRequired,
+)
 from clients.http import ApiClient, ErrorDetails
 
 logger = logging.getLogger("m365_onboarding.workbench")
@@ -28,34 +35,13 @@ PLAIN_JSON = "application/json"
 DEFAULT_SORT = [("sort", "+created_at"), ("sort", "+id")]  # pyexclient's default; stable across pages
 RAW_STATUS = ("flag[raw_status]", "true")  # the device's own status, not its Assembler's (reference §3a)
 WRITE_OPERATIONS = frozenset({"create_security_device", "update_security_device", "delete_security_device"})
+DEVICE_WRITES = {"create_security_device": "create the security device", "update_security_device": "update the security device"}
 NESTED_ALERT_FILTER = "filter[vendor_alerts][security_device][id]"
 
 
-# --- errors ------------------------------------------------------------------------------------------
-class WorkbenchNotConfigured(OnboardingError):
-    """No Workbench API key was given to the run."""
-
-    next_action = "Save a WorkbenchCredentials block with the service account's API key and pass its name to the flow."
-
-
-class WorkbenchRoleRequired(PermissionDenied):
-    """403 on a security-device write: the key's role or read-only flag forbids it."""
-
-    next_action = (
-        "Use an API key of a Workbench service account with the Organization Admin role that is not read-only, "
-        "in the customer's organization (Organization Settings > Service Accounts)."
-    )
-
-
-class PluginNotFound(OnboardingError):
-    """The Workbench plugin to register is missing from ``/plugins`` (or is ambiguous)."""
-
-    next_action = "Check the setting provider.workbench_plugin_name against the plugins Workbench lists."
-
-
-def jsonapi_errors(error: BaseException) -> list[dict[str, Any]]:
-    """The JSON:API ``errors[]`` a Workbench error carried (empty for other errors)."""
-    return list(getattr(error, "errors", []) or [])
+def _refuses_filter(error: ApiError) -> bool:
+    """Whether Workbench refused a filter it does not support (a 400, or a 403 titled "Invalid filter")."""
+    return isinstance(error, BadRequest) or any(e.get("title") == "Invalid filter" for e in error.errors)
 
 
 # --- models ------------------------------------------------------------------------------------------
@@ -165,7 +151,6 @@ class WorkbenchClient(ApiClient):
         self.write_media_type = MEDIA_TYPE
         self.nested_alert_filter: bool | None = None  # learned on first use: does the server take the two-level filter?
         self._plugins: list[Plugin] | None = None
-        self._last = threading.local()  # the errors[] of the response being turned into an error, per thread
 
     # --- errors -------------------------------------------------------------------------------------
     def parse_error(self, response: requests.Response) -> ErrorDetails:
@@ -175,9 +160,8 @@ class WorkbenchClient(ApiClient):
         except ValueError:
             body = None
         errors = [e for e in body.get("errors") or [] if isinstance(e, dict)] if isinstance(body, dict) else []
-        self._last.errors = errors
         if errors:
-            return ErrorDetails(errors[0].get("code"), "; ".join(_describe(e) for e in errors))
+            return ErrorDetails(errors[0].get("code"), "; ".join(_describe(e) for e in errors), errors)
         if isinstance(body, dict) and (body.get("message") or body.get("error_description") or body.get("error")):
             text = str(body.get("message") or body.get("error_description") or body.get("error"))
             return ErrorDetails(None, f"{text} ({body['validation']})" if body.get("validation") else text)
@@ -185,21 +169,16 @@ class WorkbenchClient(ApiClient):
             return ErrorDetails(None, f"{response.status_code} {response.reason} (an HTML page from the edge, not an API answer)")
         return super().parse_error(response)
 
-    def next_action_for(self, error: ApiError) -> str | None:
+    def translate(self, error: ApiError) -> ApiError:
         if isinstance(error, Unauthorized):
-            return "Check the API key in the WorkbenchCredentials block: it is wrong, revoked, or its service account was removed."
-        return None
-
-    def request(self, method: str, path_or_url: str, *, operation: str, **kwargs: Any) -> requests.Response:
-        """As :meth:`ApiClient.request`; errors also carry ``errors`` (the JSON:API list) and name the role a write needs."""
-        self._last.errors = []
-        try:
-            return super().request(method, path_or_url, operation=operation, **kwargs)
-        except ApiError as exc:
-            if isinstance(exc, PermissionDenied) and operation in WRITE_OPERATIONS:
-                exc = WorkbenchRoleRequired(exc.service, exc.status, exc.code, exc.api_message, request_id=exc.request_id, operation=operation)
-            exc.errors = list(getattr(self._last, "errors", []))  # type: ignore[attr-defined]
-            raise exc from None
+            return Unauthorized.from_error(
+                error, next_action="Check the API key in the WorkbenchCredentials block: it is wrong, revoked, or its service account was removed.")
+        if isinstance(error, PermissionDenied) and error.operation in WRITE_OPERATIONS:
+            return WorkbenchRoleRequired.from_error(error)
+        if isinstance(error, BadRequest) and error.operation in DEVICE_WRITES:
+            detail = "; ".join(str(e.get("detail") or e.get("title") or "") for e in error.errors) or error.api_message
+            return DeviceRejected.from_error(error, f"Workbench refused to {DEVICE_WRITES[error.operation]}: {detail}", detail=detail)
+        return error
 
     # --- plumbing -----------------------------------------------------------------------------------
     def _pages(self, resource: str, operation: str, params: list[tuple[str, str]], *, sort: bool = True) -> list[dict[str, Any]]:
@@ -230,14 +209,6 @@ class WorkbenchClient(ApiClient):
                 raise
             self.write_media_type = PLAIN_JSON
             return self.request(method, path, operation=operation, json=body, headers={"Content-Type": PLAIN_JSON})
-
-    @staticmethod
-    def _rejected(exc: BadRequest, what: str) -> DeviceRejected:
-        detail = "; ".join(str(e.get("detail") or e.get("title") or "") for e in jsonapi_errors(exc)) or exc.api_message
-        where = f" (request-id {exc.request_id})" if exc.request_id else ""
-        rejected = DeviceRejected(f"Workbench refused to {what}: HTTP {exc.status} {exc.code or ''}: {detail}{where}", detail)
-        rejected.status, rejected.code, rejected.errors = exc.status, exc.code, jsonapi_errors(exc)  # type: ignore[attr-defined]
-        return rejected
 
     # --- organizations and plugins -----------------------------------------------------------------
     def list_organizations(self) -> list[Organization]:
@@ -289,20 +260,13 @@ class WorkbenchClient(ApiClient):
                 "relationships": {"organization": {"data": {"type": "organizations", "id": _require_id(organization_id, "organization_id")}}},
             }
         }
-        try:
-            response = self._write("POST", f"{API}/security_devices", "create_security_device", body)
-        except BadRequest as exc:
-            what = f"create security device {name!r} (plugin {plugin_slug}, tenant {device_spec.get('tenant_id')})"
-            raise self._rejected(exc, what) from None
+        response = self._write("POST", f"{API}/security_devices", "create_security_device", body)
         return SecurityDevice.from_resource(response.json()["data"])
 
     def update_security_device(self, device_id: str, attributes: dict[str, Any]) -> SecurityDevice:
         """Change the given attributes (absolute values, so a retried PATCH is harmless)."""
         body = {"data": {"type": "security_devices", "id": _require_id(device_id, "device_id"), "attributes": attributes}}
-        try:
-            response = self._write("PATCH", f"{API}/security_devices/{device_id}", "update_security_device", body)
-        except BadRequest as exc:
-            raise self._rejected(exc, f"update security device {device_id}") from None
+        response = self._write("PATCH", f"{API}/security_devices/{device_id}", "update_security_device", body)
         return SecurityDevice.from_resource(response.json()["data"])
 
     def delete_security_device(self, device_id: str) -> None:
@@ -331,7 +295,7 @@ class WorkbenchClient(ApiClient):
                 self.nested_alert_filter = True
                 return ExpelAlert.from_resource(first) if first else None
             except (PermissionDenied, BadRequest) as exc:
-                if not (isinstance(exc, BadRequest) or any(e.get("title") == "Invalid filter" for e in jsonapi_errors(exc))):
+                if not _refuses_filter(exc):
                     raise
                 logger.info("workbench: expel_alerts refused %s (%s); using vendor_alerts with include", NESTED_ALERT_FILTER, exc.code)
                 self.nested_alert_filter = False

@@ -3,7 +3,7 @@
 Prefect 3.9 has no "suspend until": the onboarding run schedules a run of this deployment at the
 time of its next check, then suspends and releases its worker. Waking it means a process that
 re-executes it from the top (every finished step comes back from its cache), so this run first
-looks for itself: with the wait's :class:`~flows.waiting.PreCheck` it runs the step in guide mode
+looks for itself: with the wait's :class:`~flows.scheduled_checks.PreCheck` it runs the step in guide mode
 (nothing in the customer's settings changes; the provider's own part, such as its Management
 Activity subscriptions, is done as the run would) and wakes the run only when the wait's condition
 holds, the observation fails (the run's own check reports it with its retries), or the run's stall,
@@ -28,8 +28,8 @@ from prefect.exceptions import FlowPauseTimeout, NotPausedError
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Scheduled
 
-from flows.waiting import PreCheck, schedule_resume
-from m365_onboarding.settings import OnboardingSettings
+from core.settings import OnboardingSettings
+from flows.scheduled_checks import PreCheck, schedule_resume
 
 
 def restart_crashed(flow_run_id: str, max_recoveries: int) -> str:
@@ -58,8 +58,8 @@ class Verdict(StrEnum):
 
 def precheck_verdict(flow_run_id: str, precheck: PreCheck) -> Verdict:
     """Check the step (guide mode) and decide whether the suspended run needs waking now."""
-    from tasks.prefect_tasks import precheck_step  # the clients are only needed for a pre-check
-    from tasks.wait_conditions import WAIT_DONE
+    from tasks.catalogue import CATALOGUE  # the steps and their clients are needed only for a pre-check
+    from tasks.step_tasks import precheck_step
 
     logger = get_run_logger()
     tenant = precheck.request.tenant_id
@@ -75,11 +75,11 @@ def precheck_verdict(flow_run_id: str, precheck: PreCheck) -> Verdict:
         logger.info("tenant=%s wait=%s its stall, reminder or limit time has come; waking the run", tenant, precheck.wait)
         return Verdict.WAKE
     try:
-        result = precheck_step(precheck.step, precheck.request, precheck.blocks)
+        result = precheck_step(precheck.wait, precheck.request, precheck.blocks)
     except Exception as exc:  # the run's own check retries and reports it; do not hide it here
         logger.warning("tenant=%s wait=%s pre-check failed (%s: %s); waking the run to handle it", tenant, precheck.wait, type(exc).__name__, exc)
         return Verdict.WAKE
-    if WAIT_DONE[precheck.condition](result):
+    if CATALOGUE.wait(precheck.wait).done(result):
         logger.info("tenant=%s wait=%s condition met (%s); waking the run", tenant, precheck.wait, result.message)
         return Verdict.WAKE
     logger.info("tenant=%s wait=%s not yet (%s); the run sleeps on", tenant, precheck.wait, result.waiting_for or result.message)

@@ -1,47 +1,43 @@
 """Durable waits for the onboarding flow: check, and if not there yet, come back later.
 
-A wait is a series of numbered checks, each a cached task. Between two checks the run either
-sleeps in-process (short pauses) or releases its worker: it schedules the resumer deployment at
-the next check's time and suspends (long pauses). When the run re-executes after a resume, the
-checks already made return from the cache, each suspend key has already fired, and the loop
-arrives at the next check. The deadline is computed once and persisted, so a restart of the
-worker or the server loses no wait.
+A wait is a series of numbered checks, each a cached task run (``<step>-<wait>-<attempt>``).
+Between two checks the run either sleeps in-process (short pauses) or releases its worker: it
+schedules the resumer deployment at the next check's time and suspends (long pauses). When the
+run re-executes after a resume, the checks already made return from the cache, each suspend key
+has already fired, and the loop arrives at the next check. The window (start, stall, limit) is
+computed once and persisted, so a restart of the worker or the server loses no wait.
 
-Waking a run costs a process that re-executes it, so the resumer run carries a :class:`PreCheck`:
-it checks the step first (guide mode: never the customer's settings) and wakes the run only when
-the wait's condition holds, the check fails, or the run's next stall, reminder or limit time has
-come; otherwise it schedules its own successor at the next interval (``flows/resume_onboarding.py``).
+:class:`WaitRunner` runs a wait as its catalogue entry (:class:`~core.catalogue.WaitSpec`) says:
+what ends it, its policy, whether the customer is asked and reminded, what it tries by itself
+when it stalls, and what its limit means. Waking a run costs a process that re-executes it, so
+the resumer run carries a :class:`PreCheck`: it checks the step first (guide mode: never the
+customer's settings) and wakes the run only when the wait is over, the check fails, or the run's
+next stall, reminder or limit time has come (``flows/resume_onboarding.py``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from prefect import get_run_logger, task
 from prefect.context import FlowRunContext
-from prefect.deployments import run_deployment
 from prefect.flow_runs import suspend_flow_run
-from pydantic import BaseModel, ConfigDict
 
-from clients.errors import OnboardingError
-from m365_onboarding.settings import WaitPolicy
-from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES
-from tasks.runtime import BlockNames, TenantRequest
-from tasks.step import StepResult
-
-# Marks the resumer runs a wait schedules (its checks), so that a crashed one is restarted too.
-WAIT_CHECK_TAG = "onboarding-resumer"
+from core.catalogue import StepName, WaitSpec
+from core.errors import OnboardingError
+from core.results import Mode, StepResult
+from core.settings import OnboardingSettings, WaitPolicy
+from flows.errors import WaitLimitReached
+from flows.run import OnboardingRun
+from flows.scheduled_checks import PreCheck, schedule_resume
+from tasks.caching import ONCE_PER_RUN
+from tasks.customer_messages import first_request, notify_customer, reminder
+from tasks.step_tasks import StepTask, retry_on_stall
+from tasks.tracking import Transition, record_retry
 
 GRACE = timedelta(hours=1)
-
-
-class WaitLimitReached(OnboardingError):
-    """A wait passed its limit without seeing what it waited for."""
-
-    next_action = "Look at the tenant's checklist artifact for the last observation, fix the cause, and start a new onboarding run."
 
 
 @dataclass(frozen=True)
@@ -52,49 +48,112 @@ class WaitWindow:
 
 
 @task(name="open_wait", persist_result=True, cache_policy=ONCE_PER_RUN)
-def open_wait(name: str, policy: WaitPolicy) -> WaitWindow:
+def open_wait(name: StepName, policy: WaitPolicy) -> WaitWindow:
     """When this wait started, when it counts as stalled, and its deadline: fixed on the first execution."""
     now = datetime.now(UTC)
     return WaitWindow(now, now + timedelta(seconds=policy.stall_s), now + timedelta(seconds=policy.limit_s))
 
 
 @task(name="pause_in_process", persist_result=True, cache_policy=ONCE_PER_RUN)
-def pause_in_process(name: str, attempt: int, seconds: float) -> None:
+def pause_in_process(name: StepName, attempt: int, seconds: float) -> None:
     """A short pause, recorded so that a re-executed run does not sleep it again."""
     time.sleep(max(0.0, seconds))
 
 
-class PreCheck(BaseModel):
-    """What the resumer checks before it wakes a suspended run (block names, no secrets)."""
+class WaitRunner:
+    """Runs the waits of one onboarding run, each as the catalogue declares it."""
 
-    model_config = ConfigDict(frozen=True)
+    def __init__(self, run: OnboardingRun, settings: OnboardingSettings) -> None:
+        self.run = run
+        self.settings = settings
+        self.request = run.request
+        self.logger = get_run_logger()
 
-    wait: str
-    step: str
-    condition: str  # a key of tasks.wait_conditions.WAIT_DONE
-    request: TenantRequest
-    blocks: BlockNames
-    suspend_key: str = ""  # the pause this pre-check belongs to
-    interval_s: float = 0.0  # time between two pre-checks (already scaled)
-    wake_by: datetime | None = None  # the run's next stall, reminder or limit time: wake it then regardless
+    def wait_for(self, wait: WaitSpec, check: StepTask, mode: Mode) -> StepResult:
+        """Check with ``check`` until the wait is over; returns the last result.
 
+        At the limit the wait fails the run (with its step's own error where it has one), unless
+        reaching it is a quiet end of the onboarding, which sets the run's outcome.
+        """
+        result, reached = self.run.guarded(wait.name, self._until_done, wait, check, mode)
+        if reached:
+            return result
+        if wait.quiet_end is not None:
+            self.run.outcome = wait.quiet_end.outcome
+            return result.model_copy(update={"message": wait.quiet_end.detail})
+        error = wait.limit_error(result) if wait.limit_error else WaitLimitReached(
+            f"{wait.name}: not reached before the limit; last seen: {result.waiting_for or result.message}")
+        self.run.fail(wait.name, error)
 
-@task(name="schedule_resume", persist_result=True, cache_policy=ONCE_PER_RUN, **ORCHESTRATION_RETRIES)
-def schedule_resume(key: str, flow_run_id: str, at: datetime, deployment: str, precheck: PreCheck | None = None, prechecks: int = 0) -> str:
-    """A run of the resumer deployment at ``at``; the idempotency key makes a repeat return the same run."""
-    parameters: dict[str, object] = {"flow_run_id": flow_run_id}
-    if precheck is not None:
-        parameters |= {"precheck": precheck.model_dump(mode="json"), "prechecks": prechecks}
-    run = run_deployment(
-        deployment,
-        parameters=parameters,
-        scheduled_time=at,
-        timeout=0,
-        as_subflow=False,
-        idempotency_key=f"{flow_run_id}:{key}",
-        tags=[WAIT_CHECK_TAG],
-    )
-    return str(run.id)
+    def _until_done(self, wait: WaitSpec, check: StepTask, mode: Mode) -> tuple[StepResult, bool]:
+        policy = self.settings.waits.policy(wait.policy)
+        window = open_wait(wait.name, policy)
+        attempt = 0
+        while True:
+            result = check(self.request.tenant, self.request.blocks, mode, wait=wait.name, attempt=attempt)
+            if wait.done(result):
+                return result, True
+            now = datetime.now(UTC)
+            if now >= window.deadline:
+                return result, False
+            if attempt == 0:
+                self._waiting(wait, result, window)
+            if wait.on_customer and policy.remind_s is not None and now >= window.started_at + timedelta(seconds=policy.remind_s):
+                self._remind(wait, result, policy)  # sent once per run: a cached task
+            if now >= window.stalled_at:
+                self._stalled(wait, result, window, policy)
+            self._pause(wait, result, window, policy, now, attempt)
+            attempt += 1
+
+    # --- what people are told -----------------------------------------------------------------------
+    def _waiting(self, wait: WaitSpec, result: StepResult, window: WaitWindow) -> None:
+        self.run.mark(wait.name, Transition.WAITING, result.message, waiting_for=result.waiting_for or wait.waiting_for,
+                      until=window.deadline, next_action=result.instructions)
+        if wait.on_customer:
+            subject, body = first_request(self.request, self.request.customer_contact_email, wait, result.instructions, self.settings.provider.display_name)
+            self._notify(f"{wait.name}-request", subject, body)
+
+    def _remind(self, wait: WaitSpec, result: StepResult, policy: WaitPolicy) -> None:
+        waited_h = (policy.remind_s or 0) * self.settings.waits.time_scale / 3600
+        subject, body = reminder(self.request, self.request.customer_contact_email, wait, result.instructions,
+                                 self.settings.provider.display_name, waited_h)
+        self._notify(f"{wait.name}-reminder", subject, body)
+
+    def _notify(self, kind: str, subject: str, body: str) -> None:
+        notify_customer(self.request.tenant, kind, subject, body, self.settings.notifications.customer_block, self.request.customer_contact_email)
+
+    def _stalled(self, wait: WaitSpec, result: StepResult, window: WaitWindow, policy: WaitPolicy) -> None:
+        self.run.mark(wait.name, Transition.STALLED, f"expected within {policy.expected_s:.0f}s", waiting_for=result.waiting_for or wait.waiting_for,
+                      until=window.deadline, next_action=result.instructions)
+        if wait.on_stall is None:
+            return
+        try:
+            finding = retry_on_stall(self.request.tenant, self.request.blocks, wait.name)
+        except OnboardingError as exc:
+            finding = f"{wait.on_stall.action} failed: {exc}"
+        self.logger.warning("tenant=%s step=%s stalled; %s: %s", self.request.tenant_id, wait.name, wait.on_stall.action, finding)
+        record_retry(self.request.tenant, wait.name, wait.on_stall.action, finding)
+
+    # --- between two checks -------------------------------------------------------------------------
+    def _pause(self, wait: WaitSpec, result: StepResult, window: WaitWindow, policy: WaitPolicy, now: datetime, attempt: int) -> None:
+        """Sleep in-process until the next check, or schedule it and suspend (long pauses, deployed runs only)."""
+        next_at = min(now + timedelta(seconds=policy.interval_s), window.deadline)
+        pause = (next_at - now).total_seconds()
+        context = FlowRunContext.get()
+        flow_run = context.flow_run if context else None
+        seen = result.waiting_for or result.message
+        suspend_from_s = self.settings.waits.suspend_from_s / self.settings.waits.time_scale
+        if flow_run is None or flow_run.deployment_id is None or pause < suspend_from_s:
+            self.logger.info("tenant=%s wait=%s attempt=%d not yet (%s); next check in %.1fs", self.request.tenant_id, wait.name, attempt, seen, pause)
+            pause_in_process(wait.name, attempt, pause)
+            return
+        self.logger.info("tenant=%s wait=%s attempt=%d not yet (%s); releasing the worker until %s", self.request.tenant_id, wait.name, attempt,
+                         seen, next_at.isoformat())
+        key = f"{wait.name}-{attempt}"
+        precheck = PreCheck(wait=wait.name, request=self.request.tenant, blocks=self.request.blocks, suspend_key=key,
+                            interval_s=policy.interval_s, wake_by=_wake_by(window, policy, now, wait.on_customer))
+        schedule_resume(key, str(flow_run.id), next_at, self.settings.resumer_deployment, precheck)
+        suspend_flow_run(key=key, timeout=int(((window.deadline - now) + GRACE).total_seconds()))
 
 
 def _wake_by(window: WaitWindow, policy: WaitPolicy, now: datetime, reminds: bool) -> datetime:
@@ -105,52 +164,3 @@ def _wake_by(window: WaitWindow, policy: WaitPolicy, now: datetime, reminds: boo
     if reminds and policy.remind_s is not None and now < (remind_at := window.started_at + timedelta(seconds=policy.remind_s)):
         moments.append(remind_at)
     return min(moments)
-
-
-def durable_wait(
-    name: str,
-    policy: WaitPolicy,
-    check: Callable[[int], StepResult],
-    done: Callable[[StepResult], bool],
-    on_waiting: Callable[[StepResult, WaitWindow], None],
-    on_stalled: Callable[[StepResult, WaitWindow], None],
-    *,
-    on_remind: Callable[[StepResult, WaitWindow], None] | None = None,
-    precheck: PreCheck | None = None,
-    suspend_from_s: float,
-    resumer_deployment: str,
-) -> tuple[StepResult, bool]:
-    """Check until ``done``; return the last result and whether it is done (False: limit reached)."""
-    logger = get_run_logger()
-    window = open_wait(name, policy)
-    attempt = 0
-    while True:
-        result = check(attempt)
-        if done(result):
-            return result, True
-        now = datetime.now(UTC)
-        if now >= window.deadline:
-            return result, False
-        if attempt == 0:
-            on_waiting(result, window)
-        if on_remind is not None and policy.remind_s is not None and now >= window.started_at + timedelta(seconds=policy.remind_s):
-            on_remind(result, window)  # the callback sends once per run (a cached task)
-        if now >= window.stalled_at:
-            on_stalled(result, window)
-        next_at = min(now + timedelta(seconds=policy.interval_s), window.deadline)
-        pause = (next_at - now).total_seconds()
-        context = FlowRunContext.get()
-        flow_run = context.flow_run if context else None
-        if flow_run is not None and flow_run.deployment_id is not None and pause >= suspend_from_s:
-            logger.info("wait=%s attempt=%d not yet (%s); releasing the worker until %s", name, attempt, result.waiting_for or result.message, next_at.isoformat())
-            key = f"{name}-{attempt}"
-            if precheck is not None:
-                precheck = precheck.model_copy(update={"suspend_key": key, "interval_s": policy.interval_s,
-                                                       "wake_by": _wake_by(window, policy, now, on_remind is not None)})
-            schedule_resume(key, str(flow_run.id), next_at, resumer_deployment, precheck)
-            remaining = (window.deadline - now) + GRACE
-            suspend_flow_run(key=key, timeout=int(remaining.total_seconds()))
-        else:
-            logger.info("wait=%s attempt=%d not yet (%s); next check in %.1fs", name, attempt, result.waiting_for or result.message, pause)
-            pause_in_process(name, attempt, pause)
-        attempt += 1

@@ -8,7 +8,9 @@ answer, a run that could not be started); 2 bad input (a flag, a file, a CSV row
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -47,6 +49,24 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+def with_mode_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` a ``--<step>`` option per step whose mode the team may force (the fields of StepModes).
+
+    Typer reads the options from the signature, so they are added to it; ``command`` takes them as ``**modes``.
+    """
+    from core.requests import StepModes
+
+    signature = inspect.signature(command, eval_str=True)  # the annotations are strings here (PEP 563)
+    options = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[str | None, typer.Option(f"--{name.replace('_', '-')}", help=field.description)])
+        for name, field in StepModes.model_fields.items()
+    ]
+    kept = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = signature.replace(parameters=[*kept, *options])  # type: ignore[attr-defined]
+    return command
+
+
 def _api_error(exc: BaseException) -> str:
     """One line for a failed Prefect API call; names the server when it could not be reached at all."""
     import httpx
@@ -76,7 +96,7 @@ def sandbox(
         folder = (state_dir or default_state_dir() / "sandbox").resolve()
         server = SandboxServer(loaded, folder, first_port=port, time_scale=time_scale)
     except (ScenarioError, SandboxStartError) as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT, exc) from None
+        raise fail(str(exc), EXIT_BAD_INPUT, exc) from exc
 
     def ready(srv: SandboxServer) -> None:
         manifest = write_manifest(folder, srv.endpoints, srv.world)
@@ -95,9 +115,9 @@ def sandbox(
     try:
         asyncio.run(server.serve(on_ready=ready))
     except SandboxStartError as exc:
-        raise fail(str(exc), EXIT_FAILED, exc) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise fail(str(exc), EXIT_FAILED, exc) from exc
+    except KeyboardInterrupt as exc:
+        raise typer.Exit(EXIT_INTERRUPTED) from exc
 
 
 @app.command()
@@ -109,17 +129,17 @@ def automations(
     from pydantic import ValidationError
 
     from automations.apply import NotOnServer, apply_automations
-    from m365_onboarding.settings import OnboardingSettings
+    from core.settings import OnboardingSettings
 
     try:
         settings = OnboardingSettings()
     except ValidationError as exc:
-        raise fail(f"settings: {exc.errors()[0]['msg']}", EXIT_BAD_INPUT, exc) from None
+        raise fail(f"settings: {exc.errors()[0]['msg']}", EXIT_BAD_INPUT, exc) from exc
     try:
         with get_client(sync_client=True) as client:
             report = apply_automations(client, settings, dry_run=dry_run)
     except NotOnServer as exc:
-        raise fail(str(exc), EXIT_FAILED, exc) from None
+        raise fail(str(exc), EXIT_FAILED, exc) from exc
     suffix = " (dry run: nothing changed)" if dry_run else ""
     for verb in ("created", "updated", "deleted", "unchanged"):
         for name in getattr(report, verb):
@@ -139,26 +159,26 @@ def plan(
     from pydantic import ValidationError
     from rich.table import Table
 
-    from clients.errors import OnboardingError
+    from core.errors import OnboardingError
+    from core.requests import BlockNames, TenantRequest
     from tasks.dry_run import plan_tenant
-    from tasks.runtime import BlockNames, TenantRequest
 
     try:
         request = TenantRequest(tenant_id=tenant_id, organization_name=organization, provider_org_id=provider_org)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise fail(f"{first['loc'][0]}: {first['msg']}", EXIT_BAD_INPUT, exc) from None
+        raise fail(f"{first['loc'][0]}: {first['msg']}", EXIT_BAD_INPUT, exc) from exc
     try:
         result = plan_tenant(request, BlockNames(provider_app=provider_app_block, workbench=workbench_block))
     except OnboardingError as exc:
         failure = fail(exc.message.splitlines()[0], EXIT_FAILED, exc)  # the next action follows on its own line
         if exc.next_action:
             err.print(f"next: {exc.next_action}", highlight=False)
-        raise failure from None
+        raise failure from exc
     except ValueError as exc:  # a block that is not saved
-        raise fail(str(exc), EXIT_BAD_INPUT, exc) from None
+        raise fail(str(exc), EXIT_BAD_INPUT, exc) from exc
     except Exception as exc:  # e.g. the Prefect API holding the blocks does not answer: one line, not a traceback
-        raise fail(f"cannot plan: {_one_line(exc)}", EXIT_FAILED, exc) from None
+        raise fail(f"cannot plan: {_one_line(exc)}", EXIT_FAILED, exc) from exc
     if as_json:
         out.print_json(result.model_dump_json())
         return
@@ -190,7 +210,7 @@ def status(
     from prefect.settings import PREFECT_UI_URL
     from rich.table import Table
 
-    from m365_onboarding.settings import OnboardingSettings
+    from core.settings import OnboardingSettings
     from m365_onboarding.status import tenant_statuses
 
     try:
@@ -198,7 +218,7 @@ def status(
         with get_client(sync_client=True) as client:
             rows = tenant_statuses(client, ui_url)
     except Exception as exc:  # the server is down or unreachable: one line, not a traceback
-        raise fail(f"cannot read the Prefect API: {_api_error(exc)}", EXIT_FAILED, exc) from None
+        raise fail(f"cannot read the Prefect API: {_api_error(exc)}", EXIT_FAILED, exc) from exc
     if as_json:
         out.print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2), highlight=False)
         return
@@ -234,8 +254,8 @@ def deploy(
     from m365_onboarding.deploy import DeployError, credentials_from_environment, credentials_from_sandbox
     from m365_onboarding.deploy import deploy as deploy_all
     from m365_onboarding.local_stack import StackError, project_dir
-    from m365_onboarding.settings import OnboardingSettings
-    from tasks.runtime import BlockNames
+    from core.settings import OnboardingSettings
+    from core.requests import BlockNames
 
     try:
         settings = OnboardingSettings()
@@ -245,33 +265,32 @@ def deploy(
         else:
             app_credentials, workbench = credentials_from_environment(os.environ, client_id, certificate, private_key)
     except ValidationError as exc:
-        raise fail(f"settings: {exc.errors()[0]['msg']}", EXIT_BAD_INPUT, exc) from None
+        raise fail(f"settings: {exc.errors()[0]['msg']}", EXIT_BAD_INPUT, exc) from exc
     except (DeployError, StackError) as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT, exc) from None
+        raise fail(str(exc), EXIT_BAD_INPUT, exc) from exc
     try:
         with get_client(sync_client=True) as client:
             report = deploy_all(client, project, settings, BlockNames(provider_app=provider_app_block, workbench=workbench_block), app_credentials, workbench)
     except (DeployError, NotOnServer) as exc:
-        raise fail(str(exc), EXIT_FAILED, exc) from None
+        raise fail(str(exc), EXIT_FAILED, exc) from exc
     except Exception as exc:  # the Prefect API does not answer
-        raise fail(f"cannot deploy: {_api_error(exc)}", EXIT_FAILED, exc) from None
+        raise fail(f"cannot deploy: {_api_error(exc)}", EXIT_FAILED, exc) from exc
     for kind, name, verb in report.lines:
         out.print(f"{verb:<10} {kind:<11} {name}", highlight=False)
 
 
 @app.command()
+@with_mode_options
 def onboard(
     csv_file: Annotated[Path | None, typer.Option("--csv", help="One tenant per row; columns as the flags, with underscores (tenant_id, ...).")] = None,
     tenant_id: Annotated[str | None, typer.Option("--tenant-id", help="The customer's Directory (tenant) ID.")] = None,
     organization: Annotated[str | None, typer.Option("--organization", help="The organization name as Entra shows it.")] = None,
     provider_org: Annotated[str | None, typer.Option("--provider-org", help="The customer's organization GUID at the provider (Workbench).")] = None,
     contact: Annotated[str | None, typer.Option("--contact", help="The customer's admin: receives the consent link and reminders.")] = None,
-    console_access: Annotated[str | None, typer.Option(help="Force a mode for console access: apply, guide or plan.")] = None,
-    cross_tenant_access: Annotated[str | None, typer.Option(help="Force a mode for cross-tenant access: apply, guide or plan.")] = None,
-    unified_audit_log: Annotated[str | None, typer.Option(help="Force a mode for the audit log: apply, guide or plan.")] = None,
     provider_app_block: Annotated[str | None, typer.Option(help="Saved ProviderAppCredentials block (default m365-provider-app).")] = None,
     workbench_block: Annotated[str | None, typer.Option(help="Saved WorkbenchCredentials block (default expel-workbench).")] = None,
     deployment: Annotated[str, typer.Option(help="The onboarding deployment.")] = "onboard-tenant/onboard-tenant",
+    **modes: str | None,  # --<step> per step whose mode may be forced: see with_mode_options
 ) -> None:
     """Start an onboarding run for one tenant (flags) or for every row of a CSV file; prints the run links.
 
@@ -282,11 +301,10 @@ def onboard(
     from pydantic import ValidationError
 
     from m365_onboarding.onboard import InvalidRequests, build_request, describe, requests_from_csv, start_runs
-    from m365_onboarding.settings import OnboardingSettings
+    from core.settings import OnboardingSettings
 
     flags = {"tenant_id": tenant_id, "organization_name": organization, "provider_org_id": provider_org, "customer_contact_email": contact,
-             "console_access": console_access, "cross_tenant_access": cross_tenant_access, "unified_audit_log": unified_audit_log,
-             "provider_app_block": provider_app_block, "workbench_block": workbench_block}
+             **modes, "provider_app_block": provider_app_block, "workbench_block": workbench_block}
     tenant_flags = [k for k in ("tenant_id", "organization_name", "provider_org_id", "customer_contact_email") if flags[k] is not None]
     if (csv_file is None) == (not tenant_flags):
         raise fail("give either --csv FILE or the tenant's flags (--tenant-id, --organization, --provider-org, --contact)", EXIT_BAD_INPUT)
@@ -301,19 +319,19 @@ def onboard(
             try:
                 requests = [build_request(flags)]
             except ValidationError as exc:  # name the flags the user typed, not the model's fields
-                raise InvalidRequests(describe(exc, {"tenant_id": "--tenant-id", **{k: f"--{v}" for k, v in flag_names.items()}})) from None
+                raise InvalidRequests(describe(exc, {"tenant_id": "--tenant-id", **{k: f"--{v}" for k, v in flag_names.items()}})) from exc
     except InvalidRequests as exc:
         for problem in exc.problems:
             err.print(f"[red]error:[/red] {problem}", highlight=False)
         err.print(f"nothing started: {len(exc.problems)} problem(s)", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise typer.Exit(EXIT_BAD_INPUT) from exc
     try:
         ui_url = OnboardingSettings().notifications.ui_url or PREFECT_UI_URL.value()
         started, failed = start_runs(requests, deployment, ui_url)
     except ObjectNotFound as exc:
-        raise fail(f"deployment {deployment!r} not found: run `m365-onboard deploy` first", EXIT_FAILED, exc) from None
+        raise fail(f"deployment {deployment!r} not found: run `m365-onboard deploy` first", EXIT_FAILED, exc) from exc
     except Exception as exc:
-        raise fail(f"cannot start the runs: {_api_error(exc)}", EXIT_FAILED, exc) from None
+        raise fail(f"cannot start the runs: {_api_error(exc)}", EXIT_FAILED, exc) from exc
     for run in started:
         out.print(f"started {run.run_name:<30} {run.tenant_id}  {run.link or run.run_id}", highlight=False)
     for request, why in failed:
@@ -341,9 +359,9 @@ def demo(
     try:
         outcomes = run_demo(folder, out, time_scale=time_scale, timeout_s=timeout, keep_running=keep_running)
     except StackError as exc:
-        raise fail(str(exc), EXIT_FAILED, exc) from None
-    except KeyboardInterrupt:
-        raise fail("interrupted; everything the demo started was stopped", EXIT_INTERRUPTED) from None
+        raise fail(str(exc), EXIT_FAILED, exc) from exc
+    except KeyboardInterrupt as exc:
+        raise fail("interrupted; everything the demo started was stopped", EXIT_INTERRUPTED) from exc
     if any(o.state == "Scheduled" for o in outcomes):
         raise fail("some runs never started: see the worker's log in " + str(folder / "logs"), EXIT_FAILED)
 

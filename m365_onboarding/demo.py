@@ -28,22 +28,17 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from flows.onboard_tenant import CUSTOMER_WAITS, OnboardingRequest
+from core.requests import BlockNames, OnboardingRequest
+from core.settings import OnboardingSettings
 from m365_onboarding.deploy import credentials_from_sandbox, deploy
 from m365_onboarding.local_stack import LocalStack, StackError, project_dir, server_healthy, start_prefect_server, start_sandbox, start_worker
 from m365_onboarding.onboard import StartedRun, start_runs
-from m365_onboarding.settings import OnboardingSettings
 from m365_onboarding.status import TenantStatus, tenant_statuses
 from sandbox.core.scenario import load_scenario
-from tasks.runtime import BlockNames
-from tasks.tracking import GUIDE_STEPS
+from tasks.catalogue import CATALOGUE
 
 DEMO_BLOCKS = BlockNames(provider_app="sandbox-provider-app", workbench="sandbox-workbench")  # never a real tenant's blocks
 HOUR = 3600
-SHORT_LABEL = {"tenant": "Tenant confirmed", "admin_consent": "3. Admin consent", "console_access": "1. SOC guest, Global Reader",
-               "cross_tenant_access": "1. Cross-tenant trust", "unified_audit_log": "2. Audit log enabled",
-               "audit_activation": "2. Auditing in effect", "security_device": "4. Device registered", "device_healthy": "4. Device healthy",
-               "first_data": "4. Data flowing", "first_alerts": "4. First alerts"}  # the guide's step numbers; full labels in the UI checklist
 CELL = {"completed": ("done", "green"), "started": ("running", "cyan"), "waiting": ("waiting", "yellow"),
         "stalled": ("STALLED", "bold red"), "failed": ("FAILED", "bold red"), "retried": ("retried", "magenta")}
 SETTLE_S = 15  # how long the last table waits for a finished run's last step events
@@ -95,15 +90,15 @@ def progress_table(runs: list[StartedRun], statuses: dict[UUID, TenantStatus], e
     for run in runs:
         table.add_column(run.organization)
     table.add_row("flow run", *(Text(statuses[r.run_id].run_state if r.run_id in statuses else "Scheduled", style="bold") for r in runs))
-    for step, _ in GUIDE_STEPS:
-        table.add_row(SHORT_LABEL[step],
-                      *(_cell(statuses[r.run_id].steps.get(step) if r.run_id in statuses else None) for r in runs))
+    for line in CATALOGUE.lines():  # the short labels, with the guide's step numbers; the full ones are in the UI checklist
+        table.add_row(line.numbered(line.label),
+                      *(_cell(statuses[r.run_id].steps.get(line.name) if r.run_id in statuses else None) for r in runs))
     return table
 
 
 def waits_on_customer(status: TenantStatus) -> bool:
     """Stalled on a step only the customer's admin can end: the demo has shown all it will."""
-    return status.stalled and status.current_step in CUSTOMER_WAITS and status.run_state not in ("Completed", "Failed", "Crashed", "Cancelled")
+    return status.stalled and status.on_customer and status.run_state not in ("Completed", "Failed", "Crashed", "Cancelled")
 
 
 def finished(status: TenantStatus | None) -> bool:

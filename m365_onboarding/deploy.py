@@ -27,9 +27,9 @@ from pydantic import SecretStr
 
 from automations.apply import apply_automations
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from core.requests import BlockNames
+from core.settings import OnboardingSettings
 from m365_onboarding.local_stack import POOL
-from m365_onboarding.settings import OnboardingSettings
-from tasks.runtime import BlockNames
 
 
 class DeployError(RuntimeError):
@@ -82,10 +82,10 @@ def credentials_from_environment(env: Mapping[str, str], client_id: str | None, 
             else:
                 app = ProviderAppCredentials(client_id=client_id, client_secret=SecretStr(secret) if secret else None)
         except OSError as exc:
-            raise DeployError(f"cannot read {exc.filename}: {exc.strerror}") from None
+            raise DeployError(f"cannot read {exc.filename}: {exc.strerror}") from exc
         except ValueError as exc:  # pydantic's ValidationError: name the first problem only, never the values
             first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": str(exc)}
-            raise DeployError(f"provider app credentials: {first['msg']}") from None
+            raise DeployError(f"provider app credentials: {first['msg']}") from exc
     key = env.get("M365_ONBOARD_WORKBENCH_API_KEY")
     workbench = WorkbenchCredentials(api_key=SecretStr(key), organization_id=env.get("M365_ONBOARD_WORKBENCH_ORGANIZATION_ID")) if key else None
     return app, workbench

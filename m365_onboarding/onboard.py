@@ -14,11 +14,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
-from flows.onboard_tenant import OnboardingRequest
+from core.requests import BlockNames, OnboardingRequest, StepModes
+from core.tags import tenant_tag
 
 REQUIRED_COLUMNS = ("tenant_id", "organization_name", "provider_org_id", "customer_contact_email")
-MODE_COLUMNS = ("console_access", "cross_tenant_access", "unified_audit_log")  # optional: apply, guide or plan
-BLOCK_COLUMNS = {"provider_app_block": "provider_app", "workbench_block": "workbench"}  # optional
+MODE_COLUMNS = tuple(StepModes.model_fields)  # optional: apply, guide or plan, one per step whose mode may be forced
+BLOCK_COLUMNS = {f"{field}_block": field for field in BlockNames.model_fields}  # optional
 COLUMNS = (*REQUIRED_COLUMNS, *MODE_COLUMNS, *BLOCK_COLUMNS)
 
 
@@ -69,7 +70,7 @@ def requests_from_csv(path: Path) -> list[OnboardingRequest]:
     try:
         text = path.read_text(encoding="utf-8-sig")  # Excel writes a byte-order mark
     except OSError as exc:
-        raise InvalidRequests([f"{path}: {exc.strerror}"]) from None
+        raise InvalidRequests([f"{path}: {exc.strerror}"]) from exc
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in reader.fieldnames or []]
     problems = []
@@ -118,7 +119,7 @@ def start_runs(requests: Iterable[OnboardingRequest], deployment: str, ui_url: s
     for request in requests:
         try:
             run = run_deployment(deployment, parameters={"request": request.model_dump(mode="json")}, timeout=0,
-                                 tags=[f"tenant:{request.tenant_id}"])
+                                 tags=[tenant_tag(request.tenant_id)])
         except Exception as exc:  # the server went away half-way: say which ones were not started
             failed.append((request, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
             continue

@@ -15,12 +15,15 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
+
+from core.tags import TENANT_TAG_PREFIX
+from tasks.catalogue import CATALOGUE
 
 ONBOARDING_FLOW = "onboard-tenant"
-TENANT_TAG = "tenant:"
 HISTORY = timedelta(days=30)  # an onboarding lasts days; older runs are not "where it stands"
 PAGE = 200  # the Prefect API's page limit for flow runs
+CUSTOMER_WAITS = {w.name.value for w in CATALOGUE.customer_waits()}
 
 
 class TenantStatus(BaseModel):
@@ -39,6 +42,12 @@ class TenantStatus(BaseModel):
     link: str | None = None
     steps: dict[str, str] = {}  # every step the run reached -> its latest transition (started, waiting, ...)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def on_customer(self) -> bool:
+        """The current step is a wait only the customer's admin can end."""
+        return self.current_step in CUSTOMER_WAITS
+
 
 def _is_final(run: Any) -> bool:
     return run.state is not None and run.state.is_final()
@@ -52,7 +61,7 @@ def _runs_by_tenant(client: SyncPrefectClient, since: datetime) -> dict[str, lis
         runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[ONBOARDING_FLOW])),
                                      sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=PAGE, offset=offset)
         for run in runs:
-            tenant = next((t.removeprefix(TENANT_TAG) for t in run.tags if t.startswith(TENANT_TAG)), None)
+            tenant = next((t.removeprefix(TENANT_TAG_PREFIX) for t in run.tags if t.startswith(TENANT_TAG_PREFIX)), None)
             started = run.expected_start_time or run.created
             if tenant and (started is None or started >= since):
                 runs_of.setdefault(tenant, []).append(run)

@@ -14,10 +14,14 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clients.errors import AppNotConsented, ConsentIncomplete
-from m365_onboarding.permissions import PERMISSION_RESOURCE, Resource, all_permissions, effective
+from clients.errors import AppNotConsented
+from core.catalogue import StepName, StepSpec, WaitSpec
+from core.permissions import PERMISSION_RESOURCE, Resource, StepPermissions, effective
+from core.results import Action, Change, Mode, Outcome, Plan, StepResult
+from core.catalogue import WaitPolicyName
 from tasks.context import TenantContext
-from tasks.step import Action, Change, Outcome, Plan, StepResult
+from tasks.errors import ConsentIncomplete
+from tasks.step import converged, run_step
 
 
 class DesiredConsent(BaseModel):
@@ -44,13 +48,10 @@ def admin_consent_url(ctx: TenantContext, client_id: str, state: str | None = No
 
 
 class AdminConsentStep:
-    name = "admin_consent"
-
-    def __init__(self, required: tuple[str, ...] | None = None) -> None:
-        self.required = tuple(required) if required is not None else tuple(all_permissions())
+    name = StepName.ADMIN_CONSENT
 
     def desired(self, ctx: TenantContext) -> DesiredConsent:
-        return DesiredConsent(required=self.required, consent_url=admin_consent_url(ctx, ctx.tokens.client_id, state=ctx.tenant_id))
+        return DesiredConsent(required=ctx.required_permissions, consent_url=admin_consent_url(ctx, ctx.tokens.client_id, state=ctx.tenant_id))
 
     def observe(self, ctx: TenantContext) -> ObservedConsent:
         audiences = {
@@ -58,20 +59,21 @@ class AdminConsentStep:
             Resource.EXCHANGE: ctx.endpoints.exchange_audience,
             Resource.MANAGEMENT: ctx.endpoints.management_audience,
         }
-        needed = {PERMISSION_RESOURCE[p] for p in self.required}
+        required = ctx.required_permissions
+        needed = {PERMISSION_RESOURCE[p] for p in required}
         held: set[str] = set()
         try:
             ctx.tokens.forget_tokens(ctx.tenant_id)
             for resource in sorted(needed):
                 held |= set(ctx.tokens.roles(ctx.tenant_id, audiences[resource]))
         except AppNotConsented:
-            return ObservedConsent(consented=False, missing=list(self.required))
+            return ObservedConsent(consented=False, missing=list(required))
         granted = effective(held)
-        return ObservedConsent(consented=True, granted=sorted(held), missing=[p for p in self.required if p not in granted])
+        return ObservedConsent(consented=True, granted=sorted(held), missing=[p for p in required if p not in granted])
 
     def plan(self, ctx: TenantContext, desired: DesiredConsent, observed: ObservedConsent) -> Plan:
         if not observed.consented:
-            changes = [Change(field="admin_consent", current="not granted", desired="granted")]
+            changes = [Change(field=self.name, current="not granted", desired="granted")]
         else:
             changes = [Change(field=f"permission:{p}", current="missing", desired="granted") for p in observed.missing]
         return Plan(step=self.name, tenant_id=ctx.tenant_id, action=Action.MANUAL if changes else Action.NONE, changes=changes)
@@ -99,19 +101,50 @@ class AdminConsentStep:
         return "\n".join(lines)
 
 
+def consent_error(result: StepResult) -> AppNotConsented | ConsentIncomplete:
+    """The error a person acts on for an admin-consent result that is not converged."""
+    observed = ObservedConsent.model_validate(result.observed)
+    if not observed.consented:
+        return AppNotConsented(f"Tenant {result.tenant_id} has not consented to the provider's app yet.\n{result.instructions or ''}".rstrip())
+    return ConsentIncomplete(
+        f"Tenant {result.tenant_id} consented, but {len(observed.missing)} required permission(s) are not granted: {', '.join(observed.missing)}.",
+        observed.missing,
+    )
+
+
 def require_consent(result: StepResult) -> None:
-    """Turn an admin-consent result that is not converged into the error a person acts on.
+    """Raise the error a person acts on unless consent is complete.
 
     Raises:
         AppNotConsented: no consent at all yet.
         ConsentIncomplete: consent given, with the missing permissions named.
     """
-    if result.outcome == Outcome.CONVERGED:
-        return
-    observed = ObservedConsent.model_validate(result.observed)
-    if not observed.consented:
-        raise AppNotConsented(f"Tenant {result.tenant_id} has not consented to the provider's app yet.\n{result.instructions or ''}".rstrip())
-    raise ConsentIncomplete(
-        f"Tenant {result.tenant_id} consented, but {len(observed.missing)} required permission(s) are not granted: {', '.join(observed.missing)}.",
-        observed.missing,
-    )
+    if result.outcome != Outcome.CONVERGED:
+        raise consent_error(result)
+
+
+def recheck_consent(ctx: TenantContext) -> str:
+    """On a stalled device: an unhealthy device is most often a permission the admin withdrew; say what is granted."""
+    found = run_step(STEP, ctx, Mode.APPLY)
+    return "consent and every permission are still granted" if found.outcome == Outcome.CONVERGED else found.message
+
+
+STEP = AdminConsentStep()
+CONSENT = WaitSpec(
+    name=StepName.ADMIN_CONSENT,
+    policy=WaitPolicyName.ADMIN_CONSENT,
+    done=converged,
+    waiting_for="the customer's admin to grant consent",
+    customer_action="grant admin consent to the provider's app",
+    stall_next_action="Call the customer's contact: their Global Administrator has not granted consent (the link is in the checklist).",
+    limit_error=consent_error,
+)
+SPEC = StepSpec(
+    name=StepName.ADMIN_CONSENT,
+    label="Admin consent",
+    title="API connectivity: admin consent with every permission",
+    guide_step=3,
+    permissions=StepPermissions(read=(), apply=()),
+    step=STEP,
+    waits=(CONSENT,),
+)

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clients.errors import BadRequest, Conflict, NotFound
+from clients.errors import Conflict, NotFound, RoleAlreadyAssigned
 from clients.graph import User
+from core.catalogue import StepName, StepSpec
+from core.permissions import StepPermissions
+from core.results import Action, Change, Outcome, Plan
 from tasks.context import TenantContext
-from tasks.step import Action, Change, Outcome, Plan, retry_until_replicated, wait_for_state
+from tasks.step import guide_mode_wait, retry_until_replicated, wait_for_state
 
 
 class DesiredConsoleAccess(BaseModel):
@@ -49,7 +52,7 @@ class ObservedConsoleAccess(BaseModel):
 
 
 class ConsoleAccessStep:
-    name = "console_access"
+    name = StepName.CONSOLE_ACCESS
 
     def desired(self, ctx: TenantContext) -> DesiredConsoleAccess:
         provider = ctx.settings.provider
@@ -61,8 +64,7 @@ class ConsoleAccessStep:
         )
 
     def _find_guest(self, ctx: TenantContext, email: str) -> list[User]:
-        initial_domain = ctx.extra.get("initial_domain")
-        return ctx.graph.find_users_by_address(email, initial_domain)
+        return ctx.graph.find_users_by_address(email, ctx.initial_domain)
 
     def _observe_user(self, ctx: TenantContext, desired: DesiredConsoleAccess, users: list[User]) -> ObservedConsoleAccess:
         if not users:
@@ -123,10 +125,8 @@ class ConsoleAccessStep:
                     return
                 try:
                     ctx.graph.create_role_assignment(desired.role_template_id, principal)
-                except (Conflict, BadRequest) as exc:
-                    # A duplicate assignment answers 400 "conflicting object" (or 409): already there.
-                    if not (isinstance(exc, Conflict) or "conflicting object" in exc.api_message):
-                        raise
+                except (Conflict, RoleAlreadyAssigned):
+                    return  # assigned meanwhile (or by a crashed run whose assignment has not replicated)
 
             retry_until_replicated(ctx, assign, retry_on=(NotFound,), what=f"{desired.role_name} for the SOC guest")
 
@@ -158,3 +158,22 @@ class ConsoleAccessStep:
                 f"Select the guest {desired.email} and assign the role for the whole directory.",
             ]
         return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
+
+
+SPEC = StepSpec(
+    name=StepName.CONSOLE_ACCESS,
+    label="SOC guest, Global Reader",
+    title="Console access: SOC guest with Global Reader",
+    guide_step=1,
+    permissions=StepPermissions(
+        read=("User.Read.All", "RoleManagement.Read.Directory"),
+        apply=("User.Read.All", "User.Invite.All", "RoleManagement.ReadWrite.Directory"),
+    ),
+    step=ConsoleAccessStep(),
+    mode_chosen=True,
+    waits=(guide_mode_wait(
+        StepName.CONSOLE_ACCESS,
+        customer_action="invite the provider's SOC account and give it the Global Reader role",
+        stall_next_action="Ask the customer's admin to invite the SOC guest and assign Global Reader (instructions in the checklist).",
+    ),),
+)

@@ -1,64 +1,106 @@
-"""Everything a step needs about one tenant: ids, settings, and the API clients built for it."""
+"""Everything a step needs about one tenant: its ids, the settings, and the API clients built for it.
+
+All the clients are built in one place (:meth:`TenantContext.create`), against the cloud's
+endpoints, sharing one token provider; building them makes no call. The tenant check's result is
+kept here once it is complete, so that the checks of one process ask for it once.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
+
+from pydantic import BaseModel, Field
 
 from clients.auth import TokenProvider
+from clients.exchange import ExchangeAdminClient
 from clients.graph import GraphClient
-from clients.workbench import WorkbenchClient, WorkbenchNotConfigured
-from m365_onboarding.settings import OnboardingSettings
+from clients.http import ClientOptions
+from clients.login import LoginClient
+from clients.management_activity import ManagementActivityClient
+from clients.workbench import WorkbenchClient
+from core.settings import Endpoints, OnboardingSettings
+from tasks.errors import WorkbenchNotConfigured
+
+
+class TenantCheck(BaseModel):
+    """What is known of the tenant: always its id; its name once the app can read it."""
+
+    tenant_id: str
+    display_name: str | None = Field(default=None, description="Entra's organization name, once readable.")
+    initial_domain: str | None = None
+    name_verified: bool = Field(default=False, description="The typed name matched the tenant's display name.")
 
 
 @dataclass
 class TenantContext:
-    """One customer tenant being onboarded, with lazily built clients that share one token provider."""
+    """One customer tenant being onboarded, with its clients; see :meth:`create`."""
 
     tenant_id: str
     organization_name: str
     provider_org_id: str
     settings: OnboardingSettings
+    endpoints: Endpoints
     tokens: TokenProvider
-    workbench_authorization: Any = None  # a callable giving the Workbench Authorization header
-    extra: dict[str, Any] = field(default_factory=dict)
+    login: LoginClient
+    graph: GraphClient
+    exchange: ExchangeAdminClient
+    management: ManagementActivityClient
+    required_permissions: tuple[str, ...]  # what admin consent must have granted (the catalogue's list)
+    workbench_client: WorkbenchClient | None = None  # None: no Workbench API key was given
+    tenant: TenantCheck | None = None  # the latest tenant check; kept once it verified the name
+    check_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @property
-    def endpoints(self):  # noqa: ANN201 - Endpoints, imported lazily by callers
-        return self.settings.endpoints()
-
-    def _client_options(self) -> dict[str, Any]:
-        timing = self.settings.timing
-        return {
-            "ca_bundle": self.settings.ca_bundle,
-            "timeout_s": timing.http_timeout_s,
-            "retries": timing.http_retries,
-            "max_retry_after_s": timing.max_retry_after_s,
-        }
-
-    def client_options(self) -> dict[str, Any]:
-        """Keyword arguments every API client of this tenant takes (TLS, timeouts, retries, tenant)."""
-        return {**self._client_options(), "tenant_id": self.tenant_id}
-
-    @cached_property
-    def graph(self) -> GraphClient:
-        endpoints = self.endpoints
-        return GraphClient(
-            endpoints.graph,
-            authorization=self.tokens.bearer(self.tenant_id, endpoints.graph_audience),
-            tenant_id=self.tenant_id,
-            **self._client_options(),
+    @classmethod
+    def create(
+        cls,
+        tenant_id: str,
+        organization_name: str,
+        provider_org_id: str,
+        settings: OnboardingSettings,
+        tokens: TokenProvider,
+        required_permissions: tuple[str, ...],
+        workbench_authorization: Callable[[], str] | None = None,
+    ) -> TenantContext:
+        """The context with every client of the tenant, each against the cloud's endpoint for its API."""
+        endpoints = settings.endpoints()
+        timing = settings.timing
+        options = ClientOptions(ca_bundle=settings.ca_bundle, timeout_s=timing.http_timeout_s, retries=timing.http_retries,
+                                max_retry_after_s=timing.max_retry_after_s)
+        return cls(
+            tenant_id=tenant_id,
+            organization_name=organization_name,
+            provider_org_id=provider_org_id,
+            settings=settings,
+            endpoints=endpoints,
+            tokens=tokens,
+            login=LoginClient(endpoints.login, **options),
+            graph=GraphClient(endpoints.graph, authorization=tokens.bearer(tenant_id, endpoints.graph_audience), tenant_id=tenant_id,
+                              **options),
+            exchange=ExchangeAdminClient(endpoints.exchange, authorization=tokens.bearer(tenant_id, endpoints.exchange_audience),
+                                         tenant_id=tenant_id, **options),
+            management=ManagementActivityClient(endpoints.management_activity,
+                                                authorization=tokens.bearer(tenant_id, endpoints.management_audience),
+                                                publisher_id=settings.provider.tenant_id, tenant_id=tenant_id, **options),
+            required_permissions=required_permissions,
+            # The provider's key, the same for every tenant: it decides which organizations it sees.
+            workbench_client=WorkbenchClient(endpoints.workbench, authorization=workbench_authorization, **options)
+            if workbench_authorization is not None else None,
         )
 
-    @cached_property
+    @property
     def workbench(self) -> WorkbenchClient:
-        """The Workbench client for the provider's API key (the same key for every tenant)."""
-        if self.workbench_authorization is None:
+        if self.workbench_client is None:
             raise WorkbenchNotConfigured(f"tenant {self.tenant_id}: no Workbench API key was given, so Workbench cannot be read or changed.")
-        return WorkbenchClient(self.endpoints.workbench, authorization=self.workbench_authorization, **self._client_options())
+        return self.workbench_client
 
     @property
     def soc_guest_email(self) -> str:
         """``<customer's provider-org GUID>@<SOC guest domain>``, as the guide asks."""
         return f"{self.provider_org_id}@{self.settings.provider.soc_guest_domain}".lower()
+
+    @property
+    def initial_domain(self) -> str | None:
+        """The tenant's ``*.onmicrosoft.com`` domain, once the tenant check could read it."""
+        return self.tenant.initial_domain if self.tenant else None

@@ -16,8 +16,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from clients.errors import Conflict, NotFound
+from core.catalogue import StepName, StepSpec
+from core.permissions import StepPermissions
+from core.results import Action, Outcome, Plan
 from tasks.context import TenantContext
-from tasks.step import Action, Outcome, Plan, diff, retry_until_replicated, wait_for_state
+from tasks.step import diff, guide_mode_wait, retry_until_replicated, wait_for_state
 
 TRUST_FIELDS = {
     "isMfaAccepted": "trust_mfa",
@@ -46,7 +49,7 @@ class ObservedPartner(BaseModel):
 
 
 class CrossTenantAccessStep:
-    name = "cross_tenant_access"
+    name = StepName.CROSS_TENANT_ACCESS
 
     def desired(self, ctx: TenantContext) -> DesiredPartner:
         provider = ctx.settings.provider
@@ -113,3 +116,19 @@ class CrossTenantAccessStep:
             steps.append(f"Turn {'on' if change.desired else 'off'}: {_LABELS[change.field]}.")
         steps.append("Choose Save.")
         return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
+
+
+SPEC = StepSpec(
+    name=StepName.CROSS_TENANT_ACCESS,
+    label="Cross-tenant trust",
+    title="Cross-tenant access: provider trusted, automatic redemption",
+    guide_step=1,
+    permissions=StepPermissions(read=("Policy.Read.All",), apply=("Policy.ReadWrite.CrossTenantAccess",)),
+    step=CrossTenantAccessStep(),
+    mode_chosen=True,
+    waits=(guide_mode_wait(
+        StepName.CROSS_TENANT_ACCESS,
+        customer_action="add the provider as a cross-tenant partner",
+        stall_next_action="Ask the customer's admin to add the provider's cross-tenant partner entry (instructions in the checklist).",
+    ),),
+)

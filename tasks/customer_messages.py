@@ -20,42 +20,38 @@ from prefect.blocks.notifications import NotificationBlock
 from prefect.cache_policies import INPUTS, RUN_ID
 from prefect_email import EmailServerCredentials, SMTPType
 
-from m365_onboarding.settings import OnboardingSettings
-
+from core.catalogue import WaitSpec
+from core.requests import TenantRequest
+from core.settings import OnboardingSettings
 from tasks.caching import STEP_ID
-from tasks.runtime import TenantRequest
-
-STEP_TITLES = {
-    "admin_consent": "grant admin consent to the provider's app",
-    "console_access": "invite the provider's SOC account and give it the Global Reader role",
-    "cross_tenant_access": "add the provider as a cross-tenant partner",
-    "unified_audit_log": "turn on the unified audit log",
-}
+from tasks.errors import UnusableChannel
 
 
-def first_request(request: TenantRequest, contact: str, step: str, instructions: str | None, provider: str) -> tuple[str, str]:
-    subject = f"{provider} onboarding of {request.organization_name}: please {STEP_TITLES.get(step, step)}"
+def _asked(wait: WaitSpec) -> str:
+    return wait.customer_action or f"finish {wait.name}"
+
+
+def first_request(request: TenantRequest, contact: str, wait: WaitSpec, instructions: str | None, provider: str) -> tuple[str, str]:
+    """The first message of a wait only the customer's admin can end: what to do, and how."""
+    subject = f"{provider} onboarding of {request.organization_name}: please {_asked(wait)}"
     body = (
         f"To: {contact}\n"
         f"Hello, to finish connecting {request.organization_name} to {provider}, an administrator of your "
-        f"Microsoft 365 tenant ({request.tenant_id}) needs to {STEP_TITLES.get(step, step)}.\n\n"
+        f"Microsoft 365 tenant ({request.tenant_id}) needs to {_asked(wait)}.\n\n"
         f"{instructions or ''}\n\nWe check for the change regularly and carry on by ourselves once it is done."
     )
     return subject, body.strip()
 
 
-def reminder(request: TenantRequest, contact: str, step: str, instructions: str | None, provider: str, waited_h: float) -> tuple[str, str]:
+def reminder(request: TenantRequest, contact: str, wait: WaitSpec, instructions: str | None, provider: str, waited_h: float) -> tuple[str, str]:
+    """The one reminder, when the wait's reminder time has come and the change is not seen yet."""
     subject = f"Reminder: {provider} onboarding of {request.organization_name} is waiting for you"
     body = (
         f"To: {contact}\n"
         f"We asked {waited_h:.0f} hours ago for an administrator of {request.organization_name} to "
-        f"{STEP_TITLES.get(step, step)}, and have not seen the change yet.\n\n{instructions or ''}"
+        f"{_asked(wait)}, and have not seen the change yet.\n\n{instructions or ''}"
     )
     return subject, body.strip()
-
-
-class UnusableChannel(ValueError):
-    """The customer channel's block cannot be used as configured; retrying will not help."""
 
 
 def send_email(credentials: EmailServerCredentials, sender: str | None, to: str, subject: str, body: str) -> None:
@@ -96,7 +92,7 @@ def notify_customer(request: TenantRequest, kind: str, subject: str, body: str, 
     try:
         block = Block.load(block_slug)
     except ValueError as exc:  # no such block
-        raise UnusableChannel(f"customer channel {block_slug!r}: {exc}") from None
+        raise UnusableChannel(f"customer channel {block_slug!r}: {exc}") from exc
     if isinstance(block, EmailServerCredentials):
         if not contact:
             raise UnusableChannel("the customer channel is email but the onboarding request has no contact address")

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from clients.errors import AppNotConsented, OnboardingError
-from tasks.prefect_tasks import STEPS
-from tasks.runtime import BlockNames, TenantRequest, build_context
-from tasks.step import Mode, run_step
-from tasks.tenant import TenantCheck, check_tenant
-
-PLANNED_STEPS = ("admin_consent", "console_access", "cross_tenant_access", "unified_audit_log", "security_device")
+from clients.errors import AppNotConsented
+from core.catalogue import StepName
+from core.errors import OnboardingError
+from core.requests import BlockNames, TenantRequest
+from core.results import Mode
+from tasks.catalogue import CATALOGUE
+from tasks.context import TenantCheck
+from tasks.runtime import build_context
+from tasks.step import run_step
+from tasks.tenant import check_tenant
 
 
 class PlannedStep(BaseModel):
     """One step of the dry run: what it would do and each change, or why it cannot be planned yet."""
 
-    step: str
+    step: StepName
     action: str = Field(description="none, create, update, manual … or 'cannot plan'.")
     changes: list[str] = Field(default_factory=list)
     note: str = ""
@@ -36,15 +39,15 @@ def plan_tenant(request: TenantRequest, blocks: BlockNames) -> TenantPlan:
     ctx = build_context(request, blocks)  # one context: blocks loaded and tenant checked once for all steps
     tenant = check_tenant(ctx)
     steps = []
-    for name in PLANNED_STEPS:
+    for spec, step in CATALOGUE.planned():
         try:
-            result = run_step(STEPS[name](), ctx, Mode.PLAN)
+            result = run_step(step, ctx, Mode.PLAN)
         except AppNotConsented:
-            steps.append(PlannedStep(step=name, action="cannot plan", note="needs the customer's admin consent first"))
+            steps.append(PlannedStep(step=spec.name, action="cannot plan", note="needs the customer's admin consent first"))
             continue
         except OnboardingError as exc:
-            steps.append(PlannedStep(step=name, action="cannot plan", note=str(exc).splitlines()[0]))
+            steps.append(PlannedStep(step=spec.name, action="cannot plan", note=str(exc).splitlines()[0]))
             continue
         plan = result.plan
-        steps.append(PlannedStep(step=name, action=plan.action.value, changes=[str(c) for c in plan.changes], note="; ".join(plan.notes)))
+        steps.append(PlannedStep(step=spec.name, action=plan.action.value, changes=[str(c) for c in plan.changes], note="; ".join(plan.notes)))
     return TenantPlan(tenant=tenant, steps=steps)

@@ -8,32 +8,28 @@ read, naming what is missing. The team can force ``guide`` or ``plan`` per step;
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from clients.errors import AppNotConsented, OnboardingError
-from m365_onboarding.permissions import DIRECTORY_ROLE_IDS, PERMISSION_RESOURCE, STEP_PERMISSIONS, Resource, effective
+from clients.errors import AppNotConsented
+from core.catalogue import StepName
+from core.permissions import DIRECTORY_ROLE_IDS, PERMISSION_RESOURCE, Resource, effective
+from core.results import Mode
+from tasks.catalogue import CATALOGUE
 from tasks.context import TenantContext
-from tasks.step import Mode
-
-CUSTOMER_STEPS = ("console_access", "cross_tenant_access", "unified_audit_log")
+from tasks.errors import ModeNotPossible
 
 
 class StepMode(BaseModel):
     """The mode chosen for one step, and why."""
 
-    step: str
+    step: StepName
     mode: Mode | Literal["blocked"]
     missing_for_apply: list[str] = Field(default_factory=list)
     missing_for_read: list[str] = Field(default_factory=list)
     reason: str
-
-
-class ModeNotPossible(OnboardingError):
-    """The team asked for ``apply`` but the app lacks the permissions for it."""
-
-    next_action = "Choose guide mode for the step, or have the customer's admin grant the missing permissions."
 
 
 def granted_permissions(ctx: TenantContext) -> set[str]:
@@ -52,13 +48,14 @@ def granted_permissions(ctx: TenantContext) -> set[str]:
     return held
 
 
-def choose_modes(granted: set[str], forced: dict[str, Mode] | None = None) -> dict[str, StepMode]:
+def choose_modes(granted: set[str], forced: Mapping[str, Mode] | None = None) -> dict[StepName, StepMode]:
     """Pick a mode per customer-side step; ``forced`` overrides (guide and plan always allowed)."""
     forced = forced or {}
     granted = effective(granted)
-    choices: dict[str, StepMode] = {}
-    for step in CUSTOMER_STEPS:
-        needs = STEP_PERMISSIONS[step]
+    choices: dict[StepName, StepMode] = {}
+    for spec in CATALOGUE.with_modes():
+        step, needs = spec.name, spec.permissions
+        assert needs is not None, f"{step} chooses a mode, so it declares its permissions"
         missing_apply = [p for p in (*needs.apply, *(f"role:{r}" for r in needs.apply_roles)) if p not in granted]
         missing_read = [p for p in (*needs.read, *(f"role:{r}" for r in needs.read_roles)) if p not in granted]
         wanted = forced.get(step)
@@ -77,7 +74,7 @@ def choose_modes(granted: set[str], forced: dict[str, Mode] | None = None) -> di
     return choices
 
 
-def preflight(ctx: TenantContext, forced: dict[str, Mode] | None = None) -> dict[str, StepMode]:
+def preflight(ctx: TenantContext, forced: Mapping[str, Mode] | None = None) -> dict[StepName, StepMode]:
     """Read the granted permissions of the tenant and choose each step's mode."""
     try:
         granted = granted_permissions(ctx)

@@ -1,53 +1,43 @@
-"""Turning a flow's inputs into a :class:`TenantContext`: settings from the environment, secrets from blocks.
+"""A tenant's context from a flow's inputs: settings from the environment, secrets from blocks.
 
-Flows and tasks pass only names and ids (a :class:`TenantRequest` and block names), never
-credentials, so nothing secret reaches parameters, states or artifacts.
+Flows and tasks pass only names and ids (a :class:`~core.requests.TenantRequest` and block
+names), never credentials, so nothing secret reaches parameters, states or artifacts.
+:func:`context_for` builds the context once per process and request: every check a process makes
+for a tenant loads the blocks, builds the clients and keeps its tokens once.
 """
 
 from __future__ import annotations
 
-import uuid
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from clients.auth import TokenProvider
-from m365_onboarding.settings import OnboardingSettings
+from core.requests import BlockNames, TenantRequest
+from core.settings import OnboardingSettings
+from tasks.catalogue import CATALOGUE
 from tasks.context import TenantContext
 
-
-class TenantRequest(BaseModel):
-    """Which tenant to onboard, as the onboarding team gives it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    tenant_id: str = Field(description="The customer's Directory (tenant) ID.")
-    organization_name: str = Field(description="The organization name as Entra shows it (top-left of the account box).")
-    provider_org_id: str = Field(description="The customer's organization GUID at the provider (Workbench).")
-
-    @field_validator("tenant_id", "provider_org_id")
-    @classmethod
-    def _guid(cls, value: str) -> str:
-        try:
-            return str(uuid.UUID(value.strip()))
-        except ValueError as exc:
-            raise ValueError(f"expected a GUID, got {value!r}") from exc
-
-    @field_validator("organization_name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the organization name must not be empty")
-        return value.strip()
+KEPT = 16  # contexts kept per process: a process serves one run, tests a few
+_contexts: OrderedDict[tuple[TenantRequest, BlockNames, str], TenantContext] = OrderedDict()
+_lock = threading.Lock()
 
 
-class BlockNames(BaseModel):
-    """Names of the saved credential blocks (``prefect block ls`` shows them)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    provider_app: str = Field(default="m365-provider-app", description="A saved ProviderAppCredentials block.")
-    workbench: str = Field(default="expel-workbench", description="A saved WorkbenchCredentials block.")
+def tenant_context(
+    tenant_id: str,
+    organization_name: str,
+    provider_org_id: str,
+    settings: OnboardingSettings,
+    client_id: str,
+    credential: Callable[[], str | dict[str, Any]],
+    workbench_authorization: Callable[[], str] | None,
+) -> TenantContext:
+    """The context of one tenant for the provider's app ``client_id`` (``credential`` gives its secret or certificate)."""
+    tokens = TokenProvider(settings.endpoints().login, client_id, credential, ca_bundle=settings.ca_bundle, timeout_s=settings.timing.http_timeout_s)
+    return TenantContext.create(tenant_id, organization_name, provider_org_id, settings, tokens,
+                                required_permissions=tuple(CATALOGUE.requested_permissions()), workbench_authorization=workbench_authorization)
 
 
 def build_context(request: TenantRequest, blocks: BlockNames, settings: OnboardingSettings | None = None) -> TenantContext:
@@ -55,18 +45,19 @@ def build_context(request: TenantRequest, blocks: BlockNames, settings: Onboardi
     settings = settings or OnboardingSettings()
     app = ProviderAppCredentials.load(blocks.provider_app)
     workbench = WorkbenchCredentials.load(blocks.workbench)
-    tokens = TokenProvider(
-        settings.endpoints().login,
-        app.client_id,
-        app.msal_credential,
-        ca_bundle=settings.ca_bundle,
-        timeout_s=settings.timing.http_timeout_s,
-    )
-    return TenantContext(
-        tenant_id=request.tenant_id,
-        organization_name=request.organization_name,
-        provider_org_id=request.provider_org_id,
-        settings=settings,
-        tokens=tokens,
-        workbench_authorization=workbench.authorization_header,
-    )
+    return tenant_context(request.tenant_id, request.organization_name, request.provider_org_id, settings,
+                          app.client_id, app.msal_credential, workbench.authorization_header)
+
+
+def context_for(request: TenantRequest, blocks: BlockNames) -> TenantContext:
+    """This process's context for the tenant: built on first use, then reused by every check."""
+    settings = OnboardingSettings()
+    key = (request, blocks, settings.model_dump_json())  # a changed setting (tests) is another context
+    with _lock:  # parallel steps of a run ask at the same moment: one builds, the others wait for it
+        if key in _contexts:
+            _contexts.move_to_end(key)
+            return _contexts[key]
+        context = _contexts[key] = build_context(request, blocks, settings)
+        while len(_contexts) > KEPT:
+            _contexts.popitem(last=False)
+        return context

@@ -30,30 +30,25 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from collections.abc import Callable
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from clients.errors import ApiConnectionError, OnboardingError, ServerError, StepNotConverged
+from clients.errors import ApiConnectionError, ServerError
 from clients.workbench import Plugin, SecurityDevice
+from core.catalogue import QuietEnd, StallRetry, StepName, StepSpec, WaitSpec
+from core.results import Action, Change, Outcome, Plan, StepResult
+from core.catalogue import WaitPolicyName
+from tasks.admin_consent import recheck_consent
 from tasks.context import TenantContext
-from tasks.step import Action, Change, Outcome, Plan, diff, wait_for_state
+from tasks.errors import OrganizationNotVisible, PluginSpecUnsupported, StepNotConverged
+from tasks.step import diff, wait_for_state
+from tasks.unified_audit_log import restart_silent_subscriptions
 
 logger = logging.getLogger("m365_onboarding.steps")
 
 HEALTHY_ENOUGH = ("healthy", "health_checks_not_supported")  # the latter cannot be checked; data decides
-
-
-class OrganizationNotVisible(OnboardingError):
-    """The Workbench API key cannot see the customer's organization."""
-
-    next_action = "Check the customer's Workbench organization GUID, or use an API key of that organization."
-
-
-class PluginSpecUnsupported(OnboardingError):
-    """The plugin's ``device_spec`` schema requires keys this step cannot fill."""
-
-    next_action = "Register the device by hand in Workbench (the step's instructions), and report the plugin's new fields to the team."
 
 
 class Stage(StrEnum):
@@ -123,7 +118,7 @@ def _spec_changes(desired: DesiredSecurityDevice, observed: ObservedSecurityDevi
 
 
 class SecurityDeviceStep:
-    name = "security_device"
+    name = StepName.SECURITY_DEVICE
 
     def desired(self, ctx: TenantContext) -> DesiredSecurityDevice:
         organizations = {o.id.lower(): o for o in ctx.workbench.list_organizations()}
@@ -218,16 +213,21 @@ class SecurityDeviceStep:
             device = ctx.workbench.create_security_device(desired.organization_id, desired.name, desired.plugin_slug, desired.device_spec)
         except (ApiConnectionError, ServerError) as failure:
             logger.warning("tenant=%s step=%s create outcome unknown (%s); looking the device up", ctx.tenant_id, self.name, type(failure).__name__)
-            try:
-                # The server may still be working on the request we gave up on: give it the replication deadline.
-                found = wait_for_state(ctx, lambda: self._find(ctx, desired), bool, what="security device after a failed create", consecutive=1)
-            except StepNotConverged:
+            found = self._find_after_failed_create(ctx, desired)
+            if not found:
                 logger.warning("tenant=%s step=%s device not found after the failed create; not re-posting, the next run looks up first",
                                ctx.tenant_id, self.name)
-                raise failure from None
+                raise  # the POST's own error: the lookups found nothing to add to it
             logger.info("tenant=%s step=%s adopted device=%s created by the unanswered POST", ctx.tenant_id, self.name, found[0].id)
             return
         logger.info("tenant=%s step=%s action=create device=%s plugin=%s", ctx.tenant_id, self.name, device.id, desired.plugin_slug)
+
+    def _find_after_failed_create(self, ctx: TenantContext, desired: DesiredSecurityDevice) -> list[SecurityDevice]:
+        """The device, if the unanswered POST created it; the server may still be working on it, so wait the replication deadline."""
+        try:
+            return wait_for_state(ctx, lambda: self._find(ctx, desired), bool, what="security device after a failed create", consecutive=1)
+        except StepNotConverged:
+            return []
 
     def verify(self, ctx: TenantContext, desired: DesiredSecurityDevice) -> ObservedSecurityDevice:
         return wait_for_state(
@@ -235,7 +235,7 @@ class SecurityDeviceStep:
             lambda: self._observe(ctx, desired),
             lambda o: o.exists and not _spec_changes(desired, o),
             what=f"Workbench security device {desired.name!r}",
-            differing=lambda o: [c.field for c in _spec_changes(desired, o)] if o.exists else ["security_device"],
+            differing=lambda o: [c.field for c in _spec_changes(desired, o)] if o.exists else [self.name],
         )
 
     def settled(self, observed: ObservedSecurityDevice) -> tuple[Outcome, str | None]:
@@ -271,3 +271,54 @@ class SecurityDeviceStep:
             fields = "; ".join(f"{c.field.removeprefix('device_spec.')} to {c.desired!r}" for c in plan.changes)
             steps.append(f"Open the {desired.plugin_name} device for tenant {spec['tenant_id']} and change {fields}; save.")
         return "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
+
+
+def _stage_in(*stages: Stage) -> Callable[[StepResult], bool]:
+    return lambda result: result.observed.get("stage") in stages
+
+
+def _alerting(result: StepResult) -> bool:
+    return result.observed.get("first_expel_alert_at") is not None
+
+
+HEALTHY = WaitSpec(
+    name=StepName.DEVICE_HEALTHY,
+    label="Device healthy",
+    title="Security device healthy",
+    policy=WaitPolicyName.DEVICE_HEALTHY,
+    done=_stage_in(Stage.HEALTHY, Stage.DATA_FLOWING, Stage.ALERTING),
+    waiting_for="the device's first healthy check",
+    stall_next_action="Open the device in Workbench and read its status details; consent was re-checked automatically.",
+    on_stall=StallRetry("recheck_admin_consent", recheck_consent),  # an unhealthy device is most often a withdrawn permission
+)
+DATA = WaitSpec(
+    name=StepName.FIRST_DATA,
+    label="Data flowing",
+    title="Data flowing (60–90 minutes, first content up to 12 h)",
+    policy=WaitPolicyName.FIRST_DATA,
+    done=_stage_in(Stage.DATA_FLOWING, Stage.ALERTING),
+    waiting_for="data to flow (first vendor alert)",
+    stall_next_action="Check the Management Activity subscriptions and the device's status in Workbench.",
+    on_stall=StallRetry("restart_management_subscriptions", restart_silent_subscriptions),  # a subscription that delivers nothing
+)
+ALERTS = WaitSpec(
+    name=StepName.FIRST_ALERTS,
+    label="First alerts",
+    title="First alerts (36–72 h)",
+    policy=WaitPolicyName.FIRST_ALERTS,
+    done=_alerting,
+    waiting_for="the first Expel alert (36-72 h)",
+    stall_next_action="Data flows but nothing was raised yet: confirm with the SOC that the tenant is quiet, not unmonitored.",
+    # A quiet tenant is onboarded; it just raised nothing yet.
+    quiet_end=QuietEnd(outcome="onboarded: data flowing, no alert in the alert window",
+                       detail="no alert yet in the window; the device is healthy and data flows"),
+)
+SPEC = StepSpec(
+    name=StepName.SECURITY_DEVICE,
+    label="Device registered",
+    title="Security device registered in Workbench",
+    guide_step=4,
+    permissions=None,  # the Workbench API key of an Organization Admin, not an Entra permission
+    step=SecurityDeviceStep(),
+    waits=(HEALTHY, DATA, ALERTS),
+)

@@ -11,86 +11,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from enum import StrEnum
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from clients.errors import StepNotConverged
+from core.catalogue import Step, StepName, WaitSpec
+from core.results import Action, Change, Mode, Outcome, StepResult
+from core.catalogue import WaitPolicyName
+from tasks.context import TenantContext
+from tasks.errors import StepNotConverged
 
 logger = logging.getLogger("m365_onboarding.steps")
-
-
-class Mode(StrEnum):
-    """How a customer-side step runs."""
-
-    APPLY = "apply"  # the provider's app holds the write permission and makes the change
-    GUIDE = "guide"  # the customer's admin makes the change from our instructions; we only read
-    PLAN = "plan"  # dry run: observe and plan, change nothing
-
-
-class Action(StrEnum):
-    NONE = "none"
-    CREATE = "create"
-    UPDATE = "update"
-    MANUAL = "manual"  # only the customer's admin can do it (e.g. admin consent)
-
-
-class Outcome(StrEnum):
-    CONVERGED = "converged"  # the desired state is verified
-    WAITING = "waiting"  # done on our side; waiting for something outside our control
-    PLANNED = "planned"  # plan mode: the changes are listed, nothing was applied
-    ACTION_REQUIRED = "action_required"  # guide mode or a manual action: a person must act
-
-
-class Change(BaseModel):
-    """One field that differs: what it is now and what it should be."""
-
-    model_config = ConfigDict(frozen=True)
-
-    field: str
-    current: Any
-    desired: Any
-    by: Literal["customer", "provider"] = Field(
-        default="customer", description="Whose side the change is on: guide mode still applies the provider's own."
-    )
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.current!r} -> {self.desired!r}"
-
-
-class Plan(BaseModel):
-    """What a step would change; empty when the tenant is already in the desired state."""
-
-    step: str
-    tenant_id: str
-    action: Action
-    changes: list[Change] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list)
-
-    @property
-    def is_noop(self) -> bool:
-        return self.action == Action.NONE
-
-    def __str__(self) -> str:
-        if self.is_noop:
-            return f"{self.step}: in the desired state, nothing to change"
-        details = "; ".join(str(c) for c in self.changes) or "; ".join(self.notes)
-        return f"{self.step}: {self.action.value} ({details})"
-
-
-class StepResult(BaseModel):
-    """What a step run did and saw: the plan, the outcome, evidence and any instructions."""
-
-    step: str
-    tenant_id: str
-    mode: Mode
-    plan: Plan
-    outcome: Outcome
-    message: str
-    observed: dict[str, Any] = Field(default_factory=dict)
-    instructions: str | None = None
-    waiting_for: str | None = None
 
 
 def diff(desired: Mapping[str, Any], observed: Mapping[str, Any]) -> list[Change]:
@@ -135,32 +66,7 @@ def wait_until_consistent(
         sleep(interval_s)
 
 
-D = TypeVar("D", bound=BaseModel)
-O = TypeVar("O", bound=BaseModel)  # noqa: E741 - O for "observed", as in the step docs
-C = TypeVar("C", contravariant=True)
-
-
-class Step(Protocol, Generic[C, D, O]):  # type: ignore[misc]
-    """What each step module provides (see ``tasks/console_access.py`` for one)."""
-
-    name: str
-
-    def desired(self, ctx: C) -> D: ...
-
-    def observe(self, ctx: C) -> O: ...
-
-    def plan(self, ctx: C, desired: D, observed: O) -> Plan: ...
-
-    def apply(self, ctx: C, desired: D, observed: O, plan: Plan) -> None: ...
-
-    def verify(self, ctx: C, desired: D) -> O: ...
-
-    def instructions(self, ctx: C, desired: D, plan: Plan) -> str: ...
-
-    def settled(self, observed: O) -> tuple[Outcome, str | None]: ...
-
-
-def run_step(step: Step[Any, Any, Any], ctx: Any, mode: Mode) -> StepResult:
+def run_step(step: Step[TenantContext, Any, Any], ctx: TenantContext, mode: Mode) -> StepResult:
     """Observe, plan, and (in apply mode) apply and verify one step for one tenant."""
     tenant_id = ctx.tenant_id
     desired = step.desired(ctx)
@@ -226,7 +132,7 @@ def call_until_replicated(
 
 
 def wait_for_state(
-    ctx: Any,
+    ctx: TenantContext,
     read: Callable[[], T],
     is_desired: Callable[[T], bool],
     *,
@@ -247,7 +153,7 @@ def wait_for_state(
     )
 
 
-def retry_until_replicated(ctx: Any, call: Callable[[], T], *, retry_on: tuple[type[BaseException], ...], what: str) -> T:
+def retry_until_replicated(ctx: TenantContext, call: Callable[[], T], *, retry_on: tuple[type[BaseException], ...], what: str) -> T:
     """:func:`call_until_replicated` with the deadline and pace from the context's settings."""
     timing = ctx.settings.timing
     return call_until_replicated(
@@ -257,3 +163,20 @@ def retry_until_replicated(ctx: Any, call: Callable[[], T], *, retry_on: tuple[t
         interval_s=timing.consistency_interval_s,
         what=f"tenant {ctx.tenant_id}: {what}",
     )
+
+
+# --- what ends a wait, and the wait every guide-mode step shares ---------------------------------------
+def converged(result: StepResult) -> bool:
+    """The desired state is verified."""
+    return result.outcome == Outcome.CONVERGED
+
+
+def customer_changed(result: StepResult) -> bool:
+    """Guide mode: the admin's change is seen; what is left (e.g. activation) is outside their hands."""
+    return result.outcome in (Outcome.CONVERGED, Outcome.WAITING)
+
+
+def guide_mode_wait(step: StepName, customer_action: str, stall_next_action: str) -> WaitSpec:
+    """The wait of a step in guide mode: its checks read the tenant until the customer's admin made the change."""
+    return WaitSpec(name=step, policy=WaitPolicyName.CUSTOMER_CHANGE, done=customer_changed, waiting_for="the customer's admin",
+                    customer_action=customer_action, stall_next_action=stall_next_action)

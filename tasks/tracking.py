@@ -13,27 +13,15 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import INPUTS, RUN_ID
 from prefect.context import FlowRunContext
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
-from prefect.cache_policies import INPUTS, RUN_ID
-
+from core.catalogue import StepName
+from core.requests import TenantRequest
 from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES, STEP_ID
-from tasks.runtime import TenantRequest
-
-GUIDE_STEPS: tuple[tuple[str, str], ...] = (
-    ("tenant", "Tenant and organization name confirmed"),
-    ("admin_consent", "3. API connectivity: admin consent with every permission"),
-    ("console_access", "1. Console access: SOC guest with Global Reader"),
-    ("cross_tenant_access", "1. Cross-tenant access: provider trusted, automatic redemption"),
-    ("unified_audit_log", "2. Unified audit log enabled"),
-    ("audit_activation", "2. Auditing in effect (up to 60 minutes)"),
-    ("security_device", "4. Security device registered in Workbench"),
-    ("device_healthy", "4. Security device healthy"),
-    ("first_data", "4. Data flowing (60–90 minutes, first content up to 12 h)"),
-    ("first_alerts", "4. First alerts (36–72 h)"),
-)
+from tasks.catalogue import CATALOGUE
 
 
 class Transition(StrEnum):
@@ -58,9 +46,9 @@ class StepStatus(BaseModel):
 class Checklist(BaseModel):
     """The tenant's onboarding at a glance; rebuilt the same way on every re-execution."""
 
-    steps: dict[str, StepStatus] = Field(default_factory=lambda: {name: StepStatus() for name, _ in GUIDE_STEPS})
+    steps: dict[StepName, StepStatus] = Field(default_factory=lambda: {line.name: StepStatus() for line in CATALOGUE.lines()})
 
-    def set(self, step: str, transition: Transition, at: datetime, detail: str = "", **extra: Any) -> None:
+    def set(self, step: StepName, transition: Transition, at: datetime, detail: str = "", **extra: Any) -> None:
         self.steps[step] = StepStatus(state=transition.value, since=at, detail=detail, **extra)
 
     @property
@@ -76,8 +64,8 @@ class Checklist(BaseModel):
             "| | step | state | since | waiting for | until | next action |",
             "|---|---|---|---|---|---|---|",
         ]
-        for name, label in GUIDE_STEPS:
-            s = self.steps[name]
+        for line in CATALOGUE.lines():
+            s, label = self.steps[line.name], line.numbered(line.title)
             since = s.since.strftime("%Y-%m-%d %H:%M UTC") if s.since else ""
             until = s.until.strftime("%Y-%m-%d %H:%M UTC") if s.until else ""
             lines.append(f"| {marks.get(s.state, '')} | {label} | {s.state} {s.detail} | {since} | {s.waiting_for or ''} | {until} | {s.next_action or ''} |")
@@ -97,7 +85,7 @@ def tenant_resource(request: TenantRequest) -> dict[str, str]:
     **ORCHESTRATION_RETRIES,
 )
 def record_transition(
-    request: TenantRequest, step: str, transition: Transition, checklist: Checklist, detail: str = "", extra: dict[str, Any] | None = None
+    request: TenantRequest, step: StepName, transition: Transition, checklist: Checklist, detail: str = "", extra: dict[str, Any] | None = None
 ) -> Checklist:
     """Emit ``onboarding.step.<transition>`` once, and publish the checklist with this transition in it."""
     at = datetime.now(UTC)
@@ -109,9 +97,9 @@ def record_transition(
         # The same id on a retry: the server stores an event id once.
         id=uuid5(NAMESPACE_URL, f"{run.flow_run.id if run and run.flow_run else 'local'}/{request.tenant_id}/{step}/{transition.value}"),
         event=f"onboarding.step.{transition.value}",
-        resource={**tenant_resource(request), "onboarding.step": step},
+        resource={**tenant_resource(request), "onboarding.step": step.value},
         # What a person needs in a notification: the automations' message templates read these.
-        payload={"step": step, "detail": detail, "tenant_id": request.tenant_id, "organization": request.organization_name,
+        payload={"step": step.value, "detail": detail, "tenant_id": request.tenant_id, "organization": request.organization_name,
                  "waiting_for": status.waiting_for, "next_action": status.next_action,
                  "until": status.until.isoformat() if status.until else None},
     )
@@ -140,12 +128,12 @@ def update_progress(artifact_id: UUID, fraction: float) -> None:
     cache_policy=STEP_ID + (INPUTS - "finding") + RUN_ID,  # once per step, action and run
     **ORCHESTRATION_RETRIES,
 )
-def record_retry(request: TenantRequest, step: str, action: str, finding: str) -> None:
+def record_retry(request: TenantRequest, step: StepName, action: str, finding: str) -> None:
     """Emit ``onboarding.step.retried``: what was retried automatically on a stall, and what it found."""
     run = FlowRunContext.get()
     emit_event(
         id=uuid5(NAMESPACE_URL, f"{run.flow_run.id if run and run.flow_run else 'local'}/{request.tenant_id}/{step}/retried/{action}"),
         event="onboarding.step.retried",
-        resource={**tenant_resource(request), "onboarding.step": step},
-        payload={"step": step, "action": action, "detail": finding, "tenant_id": request.tenant_id, "organization": request.organization_name},
+        resource={**tenant_resource(request), "onboarding.step": step.value},
+        payload={"step": step.value, "action": action, "detail": finding, "tenant_id": request.tenant_id, "organization": request.organization_name},
     )

@@ -14,15 +14,15 @@ Permissions (application):
 
 from __future__ import annotations
 
-from functools import cached_property
-
 from pydantic import BaseModel, ConfigDict, Field
 
-from clients.errors import ApiError, AuditLogOff
-from clients.exchange import ExchangeAdminClient
-from clients.management_activity import NO_SUBSCRIPTION, ManagementActivityClient
+from clients.errors import AuditLogOff, NoSubscription
+from core.catalogue import StepName, StepSpec, WaitSpec
+from core.permissions import StepPermissions
+from core.results import Action, Change, Outcome, Plan
+from core.catalogue import WaitPolicyName
 from tasks.context import TenantContext
-from tasks.step import Action, Change, Outcome, Plan, wait_for_state
+from tasks.step import converged, guide_mode_wait, wait_for_state
 
 
 class DesiredAudit(BaseModel):
@@ -40,49 +40,23 @@ class ObservedAudit(BaseModel):
     content_listed: bool = Field(default=False, description="Content can be listed for the enabled subscriptions.")
 
 
-class AuditClients:
-    """The two clients the step uses, built from the context once."""
-
-    def __init__(self, ctx: TenantContext) -> None:
-        self.ctx = ctx
-
-    @cached_property
-    def exchange(self) -> ExchangeAdminClient:
-        endpoints = self.ctx.endpoints
-        return ExchangeAdminClient(endpoints.exchange, authorization=self.ctx.tokens.bearer(self.ctx.tenant_id, endpoints.exchange_audience),
-                                   **self.ctx.client_options())
-
-    @cached_property
-    def management(self) -> ManagementActivityClient:
-        endpoints = self.ctx.endpoints
-        return ManagementActivityClient(endpoints.management_activity,
-                                        authorization=self.ctx.tokens.bearer(self.ctx.tenant_id, endpoints.management_audience),
-                                        publisher_id=self.ctx.settings.provider.tenant_id, **self.ctx.client_options())
-
-
-def _clients(ctx: TenantContext) -> AuditClients:
-    return ctx.extra.setdefault("audit_clients", AuditClients(ctx))
-
-
 class UnifiedAuditLogStep:
-    name = "unified_audit_log"
+    name = StepName.UNIFIED_AUDIT_LOG
 
     def desired(self, ctx: TenantContext) -> DesiredAudit:
         return DesiredAudit(content_types=tuple(ctx.settings.provider.management_content_types))
 
     def observe(self, ctx: TenantContext) -> ObservedAudit:
-        clients = _clients(ctx)
-        enabled = clients.exchange.get_admin_audit_log_config().unified_audit_log_ingestion_enabled
-        dehydrated = None if enabled else clients.exchange.get_organization_config().is_dehydrated
-        subscriptions = [s.content_type for s in clients.management.list_subscriptions() if s.status == "enabled"]
+        enabled = ctx.exchange.get_admin_audit_log_config().unified_audit_log_ingestion_enabled
+        dehydrated = None if enabled else ctx.exchange.get_organization_config().is_dehydrated
+        subscriptions = [s.content_type for s in ctx.management.list_subscriptions() if s.status == "enabled"]
         content_listed = False
         if subscriptions:
             try:
-                clients.management.list_content(subscriptions[0])
+                ctx.management.list_content(subscriptions[0])
                 content_listed = True
-            except ApiError as exc:
-                if exc.code != NO_SUBSCRIPTION and "DataServiceException" not in exc.api_message:
-                    raise
+            except (NoSubscription, AuditLogOff):
+                pass  # not in effect yet
         return ObservedAudit(
             ingestion_enabled=enabled,
             dehydrated=dehydrated,
@@ -104,7 +78,7 @@ class UnifiedAuditLogStep:
 
     def apply(self, ctx: TenantContext, desired: DesiredAudit, observed: ObservedAudit, plan: Plan) -> None:
         fields = {c.field for c in plan.changes}
-        exchange = _clients(ctx).exchange
+        exchange = ctx.exchange
         if "organization_customization" in fields:
             exchange.enable_organization_customization()
         if "UnifiedAuditLogIngestionEnabled" in fields:
@@ -113,7 +87,7 @@ class UnifiedAuditLogStep:
             self._start_subscriptions(ctx, desired, observed)
 
     def _start_subscriptions(self, ctx: TenantContext, desired: DesiredAudit, observed: ObservedAudit) -> None:
-        management = _clients(ctx).management
+        management = ctx.management
         for content_type in desired.content_types:
             if content_type in observed.subscriptions:
                 continue
@@ -154,7 +128,7 @@ class UnifiedAuditLogStep:
 def restart_silent_subscriptions(ctx: TenantContext) -> str:
     """Automatic retry when data does not flow: restart every enabled subscription that has delivered
     no content in the last 24 hours, and say what was done (a provider-side change, any mode)."""
-    management = _clients(ctx).management
+    management = ctx.management
     enabled = [s.content_type for s in management.list_subscriptions() if s.status == "enabled"]
     silent = [t for t in enabled if not management.list_content(t)]
     for content_type in silent:
@@ -163,3 +137,37 @@ def restart_silent_subscriptions(ctx: TenantContext) -> str:
     if not silent:
         return f"all {len(enabled)} Management Activity subscriptions deliver content; nothing restarted"
     return f"restarted {len(silent)} Management Activity subscription(s) that delivered nothing: {', '.join(sorted(silent))}"
+
+
+ACTIVATION = WaitSpec(
+    name=StepName.AUDIT_ACTIVATION,
+    label="Auditing in effect",
+    title="Auditing in effect (up to 60 minutes)",
+    policy=WaitPolicyName.AUDIT_ACTIVATION,
+    done=converged,
+    waiting_for="auditing to take effect (up to 60 minutes)",
+    stall_next_action="Check Get-AdminAuditLogConfig in the tenant; if it reads True, open a case with Microsoft support.",
+)
+SPEC = StepSpec(
+    name=StepName.UNIFIED_AUDIT_LOG,
+    label="Audit log enabled",
+    title="Unified audit log enabled",
+    guide_step=2,
+    permissions=StepPermissions(
+        read=("Exchange.ManageAsApp", "ActivityFeed.Read"),
+        apply=("Exchange.ManageAsApp", "ActivityFeed.Read"),
+        # Exchange Online reads the app's Entra role: Global Reader can read, only a write role can set.
+        read_roles=("Global Reader",),
+        apply_roles=("Exchange Administrator",),
+    ),
+    step=UnifiedAuditLogStep(),
+    mode_chosen=True,
+    waits=(
+        guide_mode_wait(
+            StepName.UNIFIED_AUDIT_LOG,
+            customer_action="turn on the unified audit log",
+            stall_next_action="Ask the customer's admin to turn on the unified audit log (instructions in the checklist).",
+        ),
+        ACTIVATION,
+    ),
+)

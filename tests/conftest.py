@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from clients.auth import TokenProvider
 from tasks.context import TenantContext
+from tasks.runtime import tenant_context
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -65,15 +66,20 @@ def step_sandbox(shared_step_sandbox: SandboxHandle) -> SandboxHandle:
 
 @pytest.fixture
 def make_context(step_sandbox: SandboxHandle) -> Callable[..., TenantContext]:
-    """Build a TenantContext for a scenario tenant, with the app's client secret and a Workbench key (by name)."""
-    settings = sandbox_settings(step_sandbox)
+    """Build a TenantContext for a scenario tenant, with the app's client secret and a Workbench key (by name).
+
+    ``timing`` and ``provider`` override those settings, as the environment would for a run.
+    """
+    base = sandbox_settings(step_sandbox)
 
     def build(
-        tenant_id: str, organization_name: str = "", provider_org_id: str = WORKBENCH_ORG, workbench_key: str | None = "onboarding"
+        tenant_id: str, organization_name: str = "", provider_org_id: str = WORKBENCH_ORG, workbench_key: str | None = "onboarding",
+        timing: dict[str, Any] | None = None, provider: dict[str, Any] | None = None,
     ) -> TenantContext:
-        tokens = TokenProvider(settings.endpoints().login, step_sandbox.client_id, step_sandbox.app_secret, ca_bundle=settings.ca_bundle)
+        settings = base.model_copy(update={"timing": base.timing.model_copy(update=timing or {}),
+                                           "provider": base.provider.model_copy(update=provider or {})})
         key = step_sandbox.workbench_key(workbench_key) if workbench_key else None
-        return TenantContext(tenant_id=tenant_id, organization_name=organization_name, provider_org_id=provider_org_id, settings=settings, tokens=tokens,
-                             workbench_authorization=(lambda: f"Bearer {key}") if key else None)
+        return tenant_context(tenant_id, organization_name, provider_org_id, settings, step_sandbox.client_id, step_sandbox.app_secret,
+                              (lambda: f"Bearer {key}") if key else None)
 
     return build

@@ -22,7 +22,7 @@ import yaml
 
 from clients.http import VerifiedSession
 from m365_onboarding.local_stack import free_port
-from m365_onboarding.settings import Cloud, OnboardingSettings, TimingSettings
+from core.settings import Cloud, OnboardingSettings, TimingSettings
 
 
 def free_port_block(size: int = 5) -> int:
@@ -180,7 +180,7 @@ def save_credential_blocks(sandbox: SandboxHandle, **workbench: Any) -> Any:
     import uuid
 
     from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
-    from tasks.runtime import BlockNames
+    from core.requests import BlockNames
 
     suffix = uuid.uuid4().hex[:8]
     names = BlockNames(provider_app=f"app-{suffix}", workbench=f"workbench-{suffix}")

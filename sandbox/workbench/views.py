@@ -9,24 +9,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from sandbox.core.scenario import OrganizationSpec
 from sandbox.workbench.alerts import DeviceAlerts, device_alerts
 from sandbox.workbench.catalog import VENDORS
+from sandbox.workbench.devices import SecurityDevice, TenantLookup
 from sandbox.workbench.errors import NotFound
 from sandbox.workbench.resources import Record, Ref
 
-if TYPE_CHECKING:
-    from sandbox.workbench.devices import SecurityDevice
-    from sandbox.workbench.models import WorkbenchState
-
 LISTABLE = ("organizations", "security_devices", "vendors", "vendor_alerts", "expel_alerts")
+
+
+class WorkbenchData(Protocol):
+    """What a view reads of Workbench's state (``models.WorkbenchState`` holds it)."""
+
+    @property
+    def devices(self) -> dict[str, SecurityDevice]: ...
+
+    @property
+    def tenants(self) -> TenantLookup: ...
+
+    @property
+    def organizations(self) -> dict[str, OrganizationSpec]: ...
+
+    @property
+    def created_at(self) -> datetime: ...
 
 
 class OrgView:
     """The resources of ``organization_id`` at ``now``, built lazily and cached for one request."""
 
-    def __init__(self, state: WorkbenchState, organization_id: str, now: datetime) -> None:
+    def __init__(self, state: WorkbenchData, organization_id: str, now: datetime) -> None:
         self.state = state
         self.organization_id = organization_id
         self.now = now

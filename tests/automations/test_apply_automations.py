@@ -22,8 +22,8 @@ from prefect.testing.utilities import prefect_test_harness
 
 from automations.apply import NotOnServer, apply_automations
 from automations.definitions import TAG
-from flows.waiting import WAIT_CHECK_TAG
-from m365_onboarding.settings import NotificationSettings, OnboardingSettings, RecoverySettings
+from core.tags import WAIT_CHECK_TAG
+from core.settings import NotificationSettings, OnboardingSettings, RecoverySettings
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from urllib.parse import unquote
 
 import pytest
 
-from clients.errors import DeviceRejected, NotFound, PermissionDenied, ServerError, Unauthorized
-from clients.workbench import PluginNotFound, WorkbenchClient, WorkbenchRoleRequired, jsonapi_errors
+from clients.errors import DeviceRejected, NotFound, PermissionDenied, PluginNotFound, ServerError, Unauthorized, WorkbenchRoleRequired, jsonapi_errors
+from clients.workbench import WorkbenchClient
 from tests.conftest import CONFIGURED, FRESH, WORKBENCH_ORG
 from tests.sandbox_harness import SandboxHandle
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from m365_onboarding.permissions import STEP_PERMISSIONS
+from tasks.catalogue import CATALOGUE
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+STEP_PERMISSIONS = CATALOGUE.permission_table()
 
 
 def _permission_rows() -> dict[str, tuple[set[str], set[str]]]:

@@ -24,9 +24,10 @@ from typer.testing import CliRunner
 from automations.apply import apply_automations
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from m365_onboarding.cli import app
-from m365_onboarding.settings import OnboardingSettings, RecoverySettings
-from flows.waiting import WAIT_CHECK_TAG
-from tasks.wait_conditions import WAITING_FOR
+from core.settings import OnboardingSettings, RecoverySettings
+from core.tags import WAIT_CHECK_TAG
+from core.catalogue import StepName
+from tasks.catalogue import CATALOGUE
 from tests.prefect_harness import POOL, PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 
@@ -58,6 +59,7 @@ SCENARIO = {
     ],
 }
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+WAITS = {StepName.ADMIN_CONSENT, *(w.name for w in CATALOGUE.milestones())}  # what a run of these tenants can suspend in
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +188,7 @@ def test_deployed_onboarding_survives_a_killed_worker_and_a_server_restart_while
                         for tenant, name in TENANTS.items():
                             row = waiting[tenant]
                             assert (row["organization"], row["run_state"], row["step_state"], row["stalled"]) == (name, "Suspended", "waiting", False), row
-                            assert row["current_step"] in WAITING_FOR and row["waiting_for"] and row["since"] and row["until"], row
+                            assert row["current_step"] in WAITS and row["waiting_for"] and row["since"] and row["until"], row
                         status_seen = True
                         continue  # that took a while: look at the states again before the crash
                     stack.kill_worker(worker)  # crash while every run waits: no wait may be lost

@@ -24,7 +24,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from automations.apply import apply_automations
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
-from m365_onboarding.settings import OnboardingSettings
+from core.settings import OnboardingSettings
 from tests.prefect_harness import POOL, PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 

@@ -11,10 +11,11 @@ from prefect.artifacts import Artifact
 from prefect.testing.utilities import prefect_test_harness
 
 from clients.http import VerifiedSession
-from flows.onboard_tenant import OnboardingRequest, StepModes, onboard_tenant
-from m365_onboarding.settings import EXPEL_TENANT_ID
-from tasks.step import Mode
-from tasks.runtime import BlockNames
+from core.catalogue import StepName
+from core.requests import BlockNames, OnboardingRequest, StepModes
+from core.results import Mode
+from core.settings import EXPEL_TENANT_ID
+from flows.onboard_tenant import onboard_tenant
 from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks, start_sandbox
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
@@ -72,7 +73,7 @@ def _artifact(key: str) -> str:
 
 def test_a_fresh_tenant_is_onboarded_end_to_end(fast_sandbox: SandboxHandle, blocks: BlockNames) -> None:
     report = onboard_tenant(_request(FRESH, "Flow Fresh", blocks))
-    assert report["outcome"] == "onboarded: alerts are flowing"
+    assert report.outcome == "onboarded: alerts are flowing"
     state = fast_sandbox.tenant_state(FRESH)
     assert len(state["directory"]["users"]) == 1 and len(state["directory"]["partners"]) == 1
     assert state["exchange"]["unifiedAuditLogIngestionEnabled"] is True and state["exchange"]["isDehydrated"] is False
@@ -85,7 +86,7 @@ def test_a_fresh_tenant_is_onboarded_end_to_end(fast_sandbox: SandboxHandle, blo
 
 def test_a_quiet_tenant_finishes_without_alerts_and_says_so(fast_sandbox: SandboxHandle, blocks: BlockNames) -> None:
     report = onboard_tenant(_request(QUIET, "Flow Quiet", blocks))
-    assert report["outcome"] == "onboarded: data flowing, no alert in the alert window"
+    assert report.outcome == "onboarded: data flowing, no alert in the alert window"
 
 
 def test_a_guide_mode_step_waits_for_the_customers_admin_and_carries_on_once_the_change_is_seen(
@@ -115,8 +116,8 @@ def test_a_guide_mode_step_waits_for_the_customers_admin_and_carries_on_once_the
     request = _request(GUIDED, "Flow Guided", blocks).model_copy(update={"modes": StepModes(cross_tenant_access=Mode.GUIDE)})
     report = onboard_tenant(request)
     admin.join(timeout=5)
-    assert report["outcome"] == "onboarded: alerts are flowing"
+    assert report.outcome == "onboarded: alerts are flowing"
     writes = [r for r in fast_sandbox.request_log(service="graph", method="POST", tenant=GUIDED) if "partners" in r["path"]]
     assert len(writes) == 1, "in guide mode the flow itself must not write the partner entry"
     assert len(fast_sandbox.tenant_state(GUIDED)["directory"]["partners"]) == 1
-    assert report["steps"]["cross_tenant_access"]["outcome"] == "converged"
+    assert report.steps[StepName.CROSS_TENANT_ACCESS].outcome == "converged"

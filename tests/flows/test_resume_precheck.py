@@ -16,11 +16,14 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.states import Running, Suspended
 from prefect.testing.utilities import prefect_test_harness
 
+from core.catalogue import StepName
+from core.requests import BlockNames, TenantRequest
+from core.results import Mode
+from core.tags import WAIT_CHECK_TAG
 from flows.resume_onboarding import resume_onboarding
-from flows.waiting import WAIT_CHECK_TAG, PreCheck
-from tasks.prefect_tasks import ensure_unified_audit_log
-from tasks.runtime import BlockNames, TenantRequest
-from tasks.step import Mode
+from flows.scheduled_checks import PreCheck
+from tasks import unified_audit_log
+from tasks.step_tasks import step_task
 from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks, start_sandbox
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
@@ -71,10 +74,9 @@ def _suspended_run(client: SyncPrefectClient, pause_key: str) -> uuid.UUID:
     return run.id
 
 
-def _precheck(blocks: BlockNames, wake_in: timedelta, tenant: str = LATE, wait: str = "admin_consent", step: str = "admin_consent") -> PreCheck:
+def _precheck(blocks: BlockNames, wake_in: timedelta, tenant: str = LATE, wait: StepName = StepName.ADMIN_CONSENT) -> PreCheck:
     request = TenantRequest(tenant_id=tenant, organization_name=SCENARIO_NAMES[tenant], provider_org_id=ORG)
-    return PreCheck(wait=wait, step=step, condition="converged", request=request, blocks=blocks,
-                    suspend_key=f"{wait}-0", interval_s=600, wake_by=datetime.now(UTC) + wake_in)
+    return PreCheck(wait=wait, request=request, blocks=blocks, suspend_key=f"{wait}-0", interval_s=600, wake_by=datetime.now(UTC) + wake_in)
 
 
 def _successors(client: SyncPrefectClient, run_id: uuid.UUID) -> list:
@@ -146,9 +148,9 @@ def test_the_audit_wait_ends_when_auditing_takes_effect_and_the_provider_subscri
 ) -> None:
     """Only the provider's own subscriptions end this wait, so the pre-check must start them as the run would."""
     request = TenantRequest(tenant_id=AUDIT_PENDING, organization_name="Audit Pending", provider_org_id=ORG)
-    ensure_unified_audit_log.fn(request, Mode.APPLY, blocks)  # turned on; in effect 45 scenario minutes later
+    step_task(unified_audit_log.SPEC).fn(request, blocks, Mode.APPLY)  # turned on; in effect 45 scenario minutes later
     run_id = _suspended_run(client, "audit_activation-0")
-    precheck = _precheck(blocks, timedelta(hours=2), AUDIT_PENDING, "audit_activation", "unified_audit_log")
+    precheck = _precheck(blocks, timedelta(hours=2), AUDIT_PENDING, StepName.AUDIT_ACTIVATION)
 
     assert resume_onboarding(str(run_id), precheck, 0) == "still-waiting"
     assert _state_name(client, run_id) == "Suspended"

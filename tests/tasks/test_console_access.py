@@ -9,7 +9,8 @@ import pytest
 from clients.errors import MissingPermission
 from tasks.console_access import ConsoleAccessStep
 from tasks.context import TenantContext
-from tasks.step import Action, Mode, Outcome, run_step
+from core.results import Action, Mode, Outcome
+from tasks.step import run_step
 from tests.conftest import CONFIGURED, FRESH, PARTIAL, WORKBENCH_ORG
 from tests.sandbox_harness import SandboxHandle
 

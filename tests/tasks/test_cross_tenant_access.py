@@ -9,7 +9,8 @@ import pytest
 from clients.errors import MissingPermission
 from tasks.context import TenantContext
 from tasks.cross_tenant_access import CrossTenantAccessStep
-from tasks.step import Action, Mode, Outcome, run_step
+from core.results import Action, Mode, Outcome
+from tasks.step import run_step
 from tests.conftest import CONFIGURED, FRESH, PROVIDER_TENANT
 from tests.sandbox_harness import SandboxHandle
 

@@ -18,9 +18,11 @@ from prefect import flow
 from prefect.testing.utilities import prefect_test_harness
 from prefect_email import EmailServerCredentials
 
+from core.requests import TenantRequest
 from sandbox.core.tls import ensure_tls_files
-from tasks.customer_messages import UnusableChannel, first_request, notify_customer
-from tasks.runtime import TenantRequest
+from tasks.admin_consent import CONSENT
+from tasks.customer_messages import first_request, notify_customer
+from tasks.errors import UnusableChannel
 
 TENANT = TenantRequest(tenant_id="3c3c3c3c-0000-4000-8000-000000000001", organization_name="Mail Corp",
                        provider_org_id="0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d")
@@ -67,7 +69,7 @@ def _save(name: str, port: int, **options: object) -> str:
 def test_the_consent_request_is_mailed_to_the_contact_once_per_run(prefect_server: None, relay: tuple[_Inbox, int]) -> None:
     inbox, port = relay
     slug = _save("customer-mail", port)
-    subject, body = first_request(TENANT, CONTACT, "admin_consent", "Open https://login.example/adminconsent?client_id=abc", "Expel")
+    subject, body = first_request(TENANT, CONTACT, CONSENT, "Open https://login.example/adminconsent?client_id=abc", "Expel")
 
     @flow
     def onboarding_run() -> list[bool]:

@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
+from core.results import Mode
 from tasks.context import TenantContext
-from tasks.preflight import ModeNotPossible, choose_modes, preflight
-from tasks.step import Mode
+from tasks.errors import ModeNotPossible
+from tasks.preflight import choose_modes, preflight
 from tests.conftest import FRESH, NEVER_CONSENTS, OTHER_ORG, PARTIAL
 
 

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from clients.errors import ApiTimeout, DeviceRejected, ServerError
-from clients.workbench import PluginNotFound, WorkbenchNotConfigured, WorkbenchRoleRequired
+from clients.errors import ApiTimeout, DeviceRejected, PluginNotFound, ServerError, WorkbenchRoleRequired
+from core.results import Action, Mode, Outcome, StepResult
 from tasks.context import TenantContext
-from tasks.security_device import OrganizationNotVisible, SecurityDeviceStep, Stage
-from tasks.step import Action, Mode, Outcome, StepResult, run_step
+from tasks.errors import OrganizationNotVisible, WorkbenchNotConfigured
+from tasks.security_device import SecurityDeviceStep, Stage
+from tasks.step import run_step
 from tests.conftest import CONFIGURED, FRESH, NEVER_CONSENTS, OTHER_WORKBENCH_ORG, QUIET, UNHEALTHY, WORKBENCH_ORG
 from tests.sandbox_harness import SandboxHandle
 
@@ -22,11 +23,6 @@ Factory = Callable[..., TenantContext]
 
 def _ctx(make_context: Factory, tenant: str, **kwargs: Any) -> TenantContext:
     return make_context(tenant, NAMES.get(tenant, "Some Org"), **kwargs)
-
-
-def _with_timing(ctx: TenantContext, **timing: Any) -> TenantContext:
-    ctx.settings = ctx.settings.model_copy(update={"timing": ctx.settings.timing.model_copy(update=timing)})
-    return ctx
 
 
 def _run(make_context: Factory, tenant: str, mode: Mode = Mode.APPLY, **kwargs: Any) -> StepResult:
@@ -107,7 +103,7 @@ def test_a_post_whose_answer_is_lost_is_adopted_not_repeated(
 def test_a_post_that_times_out_is_looked_up_not_repeated_and_the_rerun_makes_one(step_sandbox: SandboxHandle, make_context: Factory) -> None:
     # The sandbox drops a request whose client has gone, so this POST is never applied.
     step_sandbox.add_fault(service="workbench", kind="slow", method="POST", delay="1s", count=1)
-    ctx = _with_timing(_ctx(make_context, FRESH), http_timeout_s=0.3, consistency_deadline_s=1.0)
+    ctx = _ctx(make_context, FRESH, timing={"http_timeout_s": 0.3, "consistency_deadline_s": 1.0})
     with pytest.raises(ApiTimeout):
         run_step(SecurityDeviceStep(), ctx, Mode.APPLY)  # the lookups outlast the server's delay
     assert _devices(step_sandbox, FRESH) == []
@@ -129,7 +125,7 @@ def test_crash_right_after_the_post_then_rerun_leaves_one_device(step_sandbox: S
 def test_a_5xx_on_the_post_is_not_retried_and_the_next_run_creates_one(step_sandbox: SandboxHandle, make_context: Factory) -> None:
     step_sandbox.add_fault(service="workbench", kind="unavailable", method="POST", count=1)
     with pytest.raises(ServerError):
-        run_step(SecurityDeviceStep(), _with_timing(_ctx(make_context, FRESH), consistency_deadline_s=0.5), Mode.APPLY)
+        run_step(SecurityDeviceStep(), _ctx(make_context, FRESH, timing={"consistency_deadline_s": 0.5}), Mode.APPLY)
     assert _devices(step_sandbox, FRESH) == []
     _run(make_context, FRESH)
     assert len(_devices(step_sandbox, FRESH)) == 1
@@ -227,7 +223,6 @@ def test_an_organization_the_key_cannot_see_stops_before_any_write(step_sandbox:
 def test_missing_key_or_plugin_is_a_clear_error(step_sandbox: SandboxHandle, make_context: Factory) -> None:
     with pytest.raises(WorkbenchNotConfigured, match="WorkbenchCredentials"):
         _run(make_context, FRESH, workbench_key=None)
-    ctx = _ctx(make_context, FRESH)
-    ctx.settings = ctx.settings.model_copy(update={"provider": ctx.settings.provider.model_copy(update={"workbench_plugin_name": "Office 365"})})
+    ctx = _ctx(make_context, FRESH, provider={"workbench_plugin_name": "Office 365"})
     with pytest.raises(PluginNotFound, match="'Office 365'.*Microsoft 365"):
         run_step(SecurityDeviceStep(), ctx, Mode.APPLY)

@@ -7,10 +7,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from clients.errors import AppNotConsented, ConsentIncomplete, TenantNameMismatch, TenantNotFound
+from clients.errors import AppNotConsented, TenantNotFound
+from tasks.errors import ConsentIncomplete, TenantNameMismatch
 from tasks.admin_consent import AdminConsentStep, require_consent
 from tasks.context import TenantContext
-from tasks.step import Action, Mode, Outcome, run_step
+from core.results import Action, Mode, Outcome
+from tasks.step import run_step
 from tasks.tenant import check_tenant
 from tests.conftest import FRESH, LATE_CONSENT, NEVER_CONSENTS, PARTIAL
 from tests.sandbox_harness import SandboxHandle

@@ -7,9 +7,10 @@ from collections.abc import Callable
 import pytest
 
 from clients.errors import AuditLogOff, MissingPermission, PermissionDenied
+from core.results import Mode, Outcome
 from tasks.context import TenantContext
-from tasks.step import Mode, Outcome, run_step
-from tasks.unified_audit_log import UnifiedAuditLogStep, _clients, restart_silent_subscriptions
+from tasks.step import run_step
+from tasks.unified_audit_log import UnifiedAuditLogStep, restart_silent_subscriptions
 from tests.conftest import CONFIGURED, DEHYDRATED, FRESH, OTHER_ORG, PARTIAL
 from tests.sandbox_harness import SandboxHandle
 
@@ -76,7 +77,7 @@ def test_guide_mode_still_starts_the_providers_subscriptions_once_auditing_is_on
     step_sandbox: SandboxHandle, make_context: Callable[..., TenantContext]
 ) -> None:
     ctx = make_context(FRESH)
-    _clients(ctx).exchange.set_unified_audit_log_ingestion(True)  # the customer's admin did it
+    ctx.exchange.set_unified_audit_log_ingestion(True)  # the customer's admin did it
     step_sandbox.advance("46m")
     result = run_step(UnifiedAuditLogStep(), make_context(FRESH), Mode.GUIDE)
     assert result.outcome == Outcome.CONVERGED and result.observed["subscriptions"] == ALL_TYPES
@@ -84,7 +85,7 @@ def test_guide_mode_still_starts_the_providers_subscriptions_once_auditing_is_on
 
 def test_subscribing_before_auditing_is_in_effect_is_audit_log_off(step_sandbox: SandboxHandle, make_context: Callable[..., TenantContext]) -> None:
     with pytest.raises(AuditLogOff) as caught:
-        _clients(make_context(FRESH)).management.start_subscription("Audit.General")
+        make_context(FRESH).management.start_subscription("Audit.General")
     assert FRESH in str(caught.value) and "Set-AdminAuditLogConfig" in str(caught.value)
 
 

@@ -7,13 +7,14 @@ of Expel's Microsoft 365 setup guide, so another provider changes settings, not 
 
 from __future__ import annotations
 
-from typing import Any
-
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.catalogue import WaitPolicyName
 
 GLOBAL_READER_TEMPLATE_ID = "f2ef992c-3afb-46b9-b7cf-a126ee74c451"
 EXPEL_TENANT_ID = "1cde81fd-b430-4035-b24d-709921922876"
@@ -175,14 +176,24 @@ class WaitSettings(BaseModel):
                     data[name] = field.default.model_dump() | value
         return data
 
-    def policy(self, name: str) -> WaitPolicy:
+    def base(self, name: WaitPolicyName) -> WaitPolicy:
+        """The named policy as configured (scenario time)."""
+        policy: WaitPolicy = getattr(self, name.value)  # every name is a field: checked below, at import
+        return policy
+
+    def policy(self, name: WaitPolicyName) -> WaitPolicy:
         """The named policy with every duration divided by the time scale."""
-        base: WaitPolicy = getattr(self, name)
+        base = self.base(name)
         k = self.time_scale
         return WaitPolicy(
             expected_s=base.expected_s / k, stall_s=base.stall_s / k, limit_s=base.limit_s / k, interval_s=base.interval_s / k,
             remind_s=base.remind_s / k if base.remind_s is not None else None,
         )
+
+
+_POLICY_FIELDS = {name for name, info in WaitSettings.model_fields.items() if info.annotation is WaitPolicy}
+if _POLICY_FIELDS != {p.value for p in WaitPolicyName}:
+    raise TypeError(f"WaitPolicyName {sorted(p.value for p in WaitPolicyName)} must name exactly the WaitSettings policies {sorted(_POLICY_FIELDS)}")
 
 
 class RecoverySettings(BaseModel):

@@ -1,11 +1,13 @@
-"""The application permissions each step needs, per mode: the one place they are listed.
+"""Application permissions and Entra roles: which resource grants each, and what each implies.
 
-``guide`` and ``plan`` only read; ``apply`` also writes. The README's permission table is checked
-against this module by a test, so the two cannot drift apart.
+Each step declares what it needs per mode in its own module (``StepSpec.permissions``; ``guide``
+and ``plan`` only read, ``apply`` also writes); the catalogue collects them into the README's
+permission table, which a test keeps in step with the code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -42,24 +44,6 @@ class StepPermissions(BaseModel):
     apply_roles: tuple[str, ...] = ()
 
 
-STEP_PERMISSIONS: dict[str, StepPermissions] = {
-    "tenant": StepPermissions(read=("Organization.Read.All",), apply=("Organization.Read.All",)),
-    "admin_consent": StepPermissions(read=(), apply=()),
-    "console_access": StepPermissions(
-        read=("User.Read.All", "RoleManagement.Read.Directory"),
-        apply=("User.Read.All", "User.Invite.All", "RoleManagement.ReadWrite.Directory"),
-    ),
-    "cross_tenant_access": StepPermissions(read=("Policy.Read.All",), apply=("Policy.ReadWrite.CrossTenantAccess",)),
-    "unified_audit_log": StepPermissions(
-        read=("Exchange.ManageAsApp", "ActivityFeed.Read"),
-        apply=("Exchange.ManageAsApp", "ActivityFeed.Read"),
-        # Exchange Online reads the app's Entra role: Global Reader can read, only a write role can set.
-        read_roles=("Global Reader",),
-        apply_roles=("Exchange Administrator",),
-    ),
-}
-
-
 # Entra directory roles of the app, by template id (tokens list them in ``wids``). Preflight
 # counts a role as the pseudo-permission "role:<name>".
 DIRECTORY_ROLE_IDS: dict[str, str] = {
@@ -91,8 +75,9 @@ def effective(held: set[str] | frozenset[str]) -> set[str]:
     return result
 
 
-def all_permissions() -> list[str]:
-    """Every permission the provider's app should request (its required resource access)."""
-    names = {p for needs in STEP_PERMISSIONS.values() for p in needs.apply}
-    names |= {p for needs in STEP_PERMISSIONS.values() for p in needs.read if p not in effective(names)}
+def requested_permissions(steps: Iterable[StepPermissions]) -> list[str]:
+    """Every permission the provider's app should request for these steps (its required resource access)."""
+    needs = list(steps)
+    names = {p for n in needs for p in n.apply}
+    names |= {p for n in needs for p in n.read if p not in effective(names)}
     return sorted(names, key=lambda p: (PERMISSION_RESOURCE[p].value, p))

@@ -11,9 +11,10 @@ from prefect.testing.utilities import prefect_test_harness
 
 from blocks.credentials import ProviderAppCredentials
 from clients.errors import MissingPermission
-from tasks.prefect_tasks import check_admin_consent, ensure_console_access, ensure_cross_tenant_access
-from tasks.runtime import BlockNames, TenantRequest
-from tasks.step import Mode, Outcome
+from core.requests import BlockNames, TenantRequest
+from core.results import Mode, Outcome
+from tasks import admin_consent, console_access, cross_tenant_access
+from tasks.step_tasks import step_task
 from tests.conftest import FRESH, PARTIAL, WORKBENCH_ORG
 from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks
 
@@ -41,9 +42,9 @@ def _request(tenant: str, name: str) -> TenantRequest:
 def test_steps_run_as_tasks_with_credentials_from_blocks(step_sandbox: SandboxHandle, blocks: BlockNames) -> None:
     @flow
     def onboard_first_steps(request: TenantRequest) -> list[str]:
-        consent = check_admin_consent(request, blocks)
-        console = ensure_console_access(request, Mode.APPLY, blocks)
-        partner = ensure_cross_tenant_access(request, Mode.APPLY, blocks)
+        consent = step_task(admin_consent.SPEC)(request, blocks, Mode.APPLY)
+        console = step_task(console_access.SPEC)(request, blocks, Mode.APPLY)
+        partner = step_task(cross_tenant_access.SPEC)(request, blocks, Mode.APPLY)
         return [consent.outcome, console.outcome, partner.outcome]
 
     assert onboard_first_steps(_request(FRESH, "Fresh Corp")) == [Outcome.CONVERGED] * 3
@@ -54,7 +55,7 @@ def test_steps_run_as_tasks_with_credentials_from_blocks(step_sandbox: SandboxHa
 def test_a_missing_permission_fails_at_once_without_retries(step_sandbox: SandboxHandle, blocks: BlockNames) -> None:
     @flow
     def console_only(request: TenantRequest) -> None:
-        ensure_console_access(request, Mode.APPLY, blocks)
+        step_task(console_access.SPEC)(request, blocks, Mode.APPLY)
 
     with pytest.raises(MissingPermission, match="User.Invite.All"):
         console_only(_request(PARTIAL, "Partial Grant BV"))

@@ -1,0 +1,56 @@
+"""One onboarding run per tenant: a run claims its tenant, and a second run for it fails at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterId, FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.runtime import flow_run as current_flow_run
+
+from core.requests import TenantRequest
+from core.tags import tenant_tag
+from flows.errors import AlreadyOnboarding
+from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES
+
+ACTIVE = [StateType.RUNNING, StateType.PENDING, StateType.PAUSED, StateType.SCHEDULED, StateType.CANCELLING]
+PAGE = 200  # the API pages flow runs at 200
+
+
+@task(name="claim_tenant", persist_result=True, cache_policy=ONCE_PER_RUN, **ORCHESTRATION_RETRIES)
+def claim_tenant(request: TenantRequest) -> str:
+    """Tag this run with the tenant, and refuse to go on while an earlier run for it is active.
+
+    Runs are matched on their parameters, not on tags, because a run that has not started yet has
+    no tag; the earliest active run keeps the tenant, so two runs started together never both go on.
+    """
+    run_id = current_flow_run.id
+    tag = tenant_tag(request.tenant_id)
+    with get_client(sync_client=True) as client:
+        this = client.read_flow_run(run_id)
+        client.update_flow_run(run_id, tags=sorted({*this.tags, tag}))
+        active: list[Any] = []
+        while True:
+            page = client.read_flow_runs(
+                flow_filter=FlowFilter(id=FlowFilterId(any_=[this.flow_id])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE)),
+                    id=FlowRunFilterId(not_any_=[run_id]),
+                ),
+                limit=PAGE,
+                offset=len(active),
+            )
+            active.extend(page)
+            if len(page) < PAGE:
+                break
+    earlier = [
+        r
+        for r in active
+        if str((r.parameters.get("request") or {}).get("tenant_id", "")).lower() == request.tenant_id.lower()
+        and (r.created, str(r.id)) < (this.created, str(this.id))
+    ]
+    if earlier:
+        raise AlreadyOnboarding(f"Tenant {request.tenant_id} is already being onboarded by run {earlier[0].name} ({earlier[0].id}).")
+    return tag
