@@ -6,14 +6,23 @@ ifeq ($(UV),)
 UV := $(PYTHON) -m uv
 endif
 
-.PHONY: bootstrap demo test sandbox
+.PHONY: bootstrap demo test test-fast lint sandbox
 
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 
-## Run the whole test suite (starts its own sandbox processes).
+## Run the whole test suite (starts its own sandbox processes, Prefect servers, workers and demos).
 test: bootstrap
 	$(UV) run --locked pytest
+
+## The fast lane: every test that needs no Prefect server (a few minutes), to check a change before the full suite.
+test-fast: bootstrap
+	$(UV) run --locked pytest -m "not slow"
+
+## ruff and mypy over the whole tree, as configured in pyproject.toml.
+lint: bootstrap
+	$(UV) run --locked ruff check .
+	$(UV) run --locked mypy
 
 ## Run the local Microsoft 365 + Workbench sandbox on ports 8443-8447.
 sandbox: bootstrap

@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from prefect.automations import Automation
 from prefect.blocks.core import Block
 from prefect.blocks.notifications import NotificationBlock
 from prefect.client.orchestration import SyncPrefectClient
@@ -71,7 +70,7 @@ def _sorted_sets(value: object) -> object:
         return {key: _sorted_sets(item) for key, item in value.items()}
     if isinstance(value, list):
         items = [_sorted_sets(item) for item in value]
-        return sorted(items) if all(isinstance(item, str) for item in items) else items
+        return sorted(item for item in items if isinstance(item, str)) if all(isinstance(item, str) for item in items) else items
     return value
 
 

@@ -18,9 +18,9 @@ from datetime import timedelta
 from uuid import UUID
 
 from prefect.automations import Automation
+from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState, RunDeployment, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
-from prefect.client.schemas.objects import StateType
 
 from core.catalogue import StepName
 from core.settings import OnboardingSettings
@@ -54,7 +54,10 @@ def _deployment(deployment_id: UUID) -> str:
     return f"prefect.deployment.{deployment_id}"
 
 
-def _restart_crashed(name: str, description: str, runs: dict[str, str] | list[dict[str, str]], ids: DeploymentIds,
+ResourceSpec = dict[str, str | list[str]]  # what a trigger's match or match_related is
+
+
+def _restart_crashed(name: str, description: str, runs: ResourceSpec | list[ResourceSpec], ids: DeploymentIds,
                      again_after_s: int | None = None) -> Automation:
     """Each crashed run matching ``runs`` (related resources) is handed to the resumer, which reschedules it.
 
@@ -102,7 +105,7 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
             )
         ],
     )
-    onboarding_runs = {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)}
+    onboarding_runs: ResourceSpec = {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)}
     restart = _restart_crashed(
         f"{PREFIX}restart crashed onboarding runs",
         f"Hands a crashed onboarding run to the resumer deployment, which restarts it (at most "

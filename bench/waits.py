@@ -31,21 +31,23 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
 from prefect.client.schemas.objects import StateType
-from prefect.states import Scheduled
 from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Scheduled
+from pydantic import SecretStr
 
 from automations.apply import apply_automations
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from core.dispatch import sync_result
 from core.settings import OnboardingSettings
 from core.tags import WAIT_CHECK_TAG, tenant_tag
 from m365_onboarding.local_stack import stop_on_terminate, uninterrupted
@@ -105,8 +107,9 @@ def _start(tenant: dict[str, Any], blocks: dict[str, str]) -> uuid.UUID:
                "customer_contact_email": "admin@customer.example", "blocks": blocks}
     for attempt in range(6):  # a burst of creations meets SQLite's "database is locked" (503) now and then
         try:
-            return run_deployment("onboard-tenant/onboard-tenant", parameters={"request": request}, timeout=0,
-                                  tags=[tenant_tag(tenant["id"])]).id  # as `onboard` starts them: `status` lists them at once
+            run = sync_result(run_deployment("onboard-tenant/onboard-tenant", parameters={"request": request}, timeout=0,
+                                             tags=[tenant_tag(tenant["id"])]))  # as `onboard` starts them: `status` lists them at once
+            return run.id
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code != 503 or attempt == 5:
                 raise
@@ -174,12 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         stack.cli("work-pool", "set-concurrency-limit", POOL, str(args.concurrency))
         stack.cli("deploy", "--all", "--no-prompt")
         with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
-            ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save("bench-app")
-            WorkbenchCredentials(api_key=sandbox.workbench_key()).save("bench-wb")
+            ProviderAppCredentials(client_id=sandbox.client_id, client_secret=SecretStr(sandbox.app_secret())).save("bench-app")
+            WorkbenchCredentials(api_key=SecretStr(sandbox.workbench_key())).save("bench-wb")
             blocks = {"provider_app": "bench-app", "workbench": "bench-wb"}
             # As in production: a run the worker fails to start (SQLite's 503 under this burst) is
             # reported Crashed, and the crash-recovery automation restarts it.
-            apply_automations(client, OnboardingSettings(_env_file=None))  # type: ignore[call-arg]
+            apply_automations(client, OnboardingSettings(_env_file=None))
             worker = stack.start_worker(_worker_env(sandbox))
 
             def executions(run_ids: list[uuid.UUID]) -> int:

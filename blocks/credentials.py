@@ -66,7 +66,7 @@ class ProviderAppCredentials(Block):
         cert = x509.load_pem_x509_certificate(self.certificate_pem.encode())
         return {
             "private_key": self.certificate_private_key.get_secret_value(),
-            "thumbprint": cert.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - x5t is SHA-1 by definition
+            "thumbprint": cert.fingerprint(hashes.SHA1()).hex(),
             "public_certificate": self.certificate_pem,
         }
 

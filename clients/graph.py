@@ -179,7 +179,8 @@ class GraphClient(ApiClient):
         return [RoleAssignment.model_validate(a) for a in self._list("/v1.0/roleManagement/directory/roleAssignments", "list_role_assignments", params)]
 
     def create_role_assignment(self, role_definition_id: str, principal_id: str) -> RoleAssignment:
-        body = {"roleDefinitionId": _require_id(role_definition_id, "role_definition_id"), "principalId": _require_id(principal_id, "principal_id"), "directoryScopeId": "/"}
+        body = {"roleDefinitionId": _require_id(role_definition_id, "role_definition_id"), "principalId": _require_id(principal_id, "principal_id"),
+                "directoryScopeId": "/"}
         data = self._call("POST", "/v1.0/roleManagement/directory/roleAssignments", "create_role_assignment", json=body).json()
         return RoleAssignment.model_validate(data)
 

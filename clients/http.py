@@ -33,7 +33,7 @@ class VerifiedSession(requests.Session):
         self.ca_bundle: str | bool = str(ca_bundle) if ca_bundle else True
         self.verify = self.ca_bundle
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("verify") is False:
             raise ValueError("TLS verification cannot be turned off")
         kwargs["verify"] = self.ca_bundle

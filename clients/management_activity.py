@@ -91,7 +91,7 @@ class ManagementActivityClient(ApiClient):
         try:
             data = self.request("POST", self._path("start"), operation="subscriptions/start", params=self._params(contentType=content_type)).json()
         except SubscriptionAlreadyEnabled:
-            return Subscription(contentType=content_type, status="enabled")
+            return Subscription(content_type=content_type, status="enabled")
         return Subscription.model_validate(data)
 
     def stop_subscription(self, content_type: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -55,7 +55,7 @@ D = TypeVar("D", bound=BaseModel)
 O = TypeVar("O", bound=BaseModel)  # noqa: E741 - O for "observed", as in the step docs
 
 
-class Step(Protocol, Generic[C, D, O]):  # type: ignore[misc]
+class Step(Protocol[C, D, O]):
     """observe → plan → apply → verify for one tenant (``tasks/console_access.py`` is one)."""
 
     name: StepName

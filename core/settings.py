@@ -192,7 +192,7 @@ class WaitSettings(BaseModel):
 
 
 _POLICY_FIELDS = {name for name, info in WaitSettings.model_fields.items() if info.annotation is WaitPolicy}
-if _POLICY_FIELDS != {p.value for p in WaitPolicyName}:
+if {p.value for p in WaitPolicyName} != _POLICY_FIELDS:
     raise TypeError(f"WaitPolicyName {sorted(p.value for p in WaitPolicyName)} must name exactly the WaitSettings policies {sorted(_POLICY_FIELDS)}")
 
 

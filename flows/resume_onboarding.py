@@ -101,7 +101,7 @@ def resume_onboarding(flow_run_id: str, precheck: PreCheck | None = None, preche
         logger.info("tenant=%s wait=%s next pre-check at %s", precheck.request.tenant_id, precheck.wait, next_at.isoformat())
         return "still-waiting"
     try:
-        resume_flow_run(flow_run_id)
+        resume_flow_run(UUID(flow_run_id))
     except NotPausedError:
         return restart_crashed(flow_run_id, OnboardingSettings().recovery.max_recoveries)
     except FlowPauseTimeout:

@@ -13,6 +13,7 @@ from prefect.deployments import run_deployment
 from pydantic import BaseModel, ConfigDict
 
 from core.catalogue import StepName
+from core.dispatch import sync_result
 from core.requests import BlockNames, TenantRequest
 from core.tags import WAIT_CHECK_TAG
 from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES
@@ -37,7 +38,7 @@ def schedule_resume(key: str, flow_run_id: str, at: datetime, deployment: str, p
     parameters: dict[str, object] = {"flow_run_id": flow_run_id}
     if precheck is not None:
         parameters |= {"precheck": precheck.model_dump(mode="json"), "prechecks": prechecks}
-    run = run_deployment(
+    run = sync_result(run_deployment(
         deployment,
         parameters=parameters,
         scheduled_time=at,
@@ -45,5 +46,5 @@ def schedule_resume(key: str, flow_run_id: str, at: datetime, deployment: str, p
         as_subflow=False,
         idempotency_key=f"{flow_run_id}:{key}",
         tags=[WAIT_CHECK_TAG],
-    )
+    ))
     return str(run.id)

@@ -82,7 +82,8 @@ def sandbox(
     port: Annotated[int, typer.Option(help="First of five consecutive ports (login, graph, exchange, management, workbench).")] = 8443,
     scenario: Annotated[Path | None, typer.Option(help="Scenario YAML file (default: the built-in default scenario).")] = None,
     time_scale: Annotated[float | None, typer.Option("--time-scale", help="Scenario seconds per real second, e.g. 3600 makes an hour a second.")] = None,
-    state_dir: Annotated[Path | None, typer.Option(help="State folder for the CA, credentials and manifest (default: $M365_ONBOARD_STATE_DIR or ./.state).")] = None,
+    state_dir: Annotated[Path | None, typer.Option(
+        help="State folder for the CA, credentials and manifest (default: $M365_ONBOARD_STATE_DIR or ./.state).")] = None,
     write_env: Annotated[Path | None, typer.Option(help="Also write the endpoints as M365_ONBOARD_* settings to this .env file.")] = None,
 ) -> None:
     """Run the local Microsoft 365 and Workbench sandbox over HTTPS on 127.0.0.1."""
@@ -251,19 +252,17 @@ def deploy(
     from pydantic import ValidationError
 
     from automations.apply import NotOnServer
+    from core.requests import BlockNames
+    from core.settings import OnboardingSettings
     from m365_onboarding.deploy import DeployError, credentials_from_environment, credentials_from_sandbox
     from m365_onboarding.deploy import deploy as deploy_all
     from m365_onboarding.local_stack import StackError, project_dir
-    from core.settings import OnboardingSettings
-    from core.requests import BlockNames
 
     try:
         settings = OnboardingSettings()
         project = project_dir()
-        if sandbox_state is not None:
-            app_credentials, workbench = credentials_from_sandbox(sandbox_state.resolve())
-        else:
-            app_credentials, workbench = credentials_from_environment(os.environ, client_id, certificate, private_key)
+        app_credentials, workbench = (credentials_from_sandbox(sandbox_state.resolve()) if sandbox_state is not None
+                                      else credentials_from_environment(os.environ, client_id, certificate, private_key))
     except ValidationError as exc:
         raise fail(f"settings: {exc.errors()[0]['msg']}", EXIT_BAD_INPUT, exc) from exc
     except (DeployError, StackError) as exc:
@@ -300,8 +299,8 @@ def onboard(
     from prefect.settings import PREFECT_UI_URL
     from pydantic import ValidationError
 
-    from m365_onboarding.onboard import InvalidRequests, build_request, describe, requests_from_csv, start_runs
     from core.settings import OnboardingSettings
+    from m365_onboarding.onboard import InvalidRequests, build_request, describe, requests_from_csv, start_runs
 
     flags = {"tenant_id": tenant_id, "organization_name": organization, "provider_org_id": provider_org, "customer_contact_email": contact,
              **modes, "provider_app_block": provider_app_block, "workbench_block": workbench_block}
@@ -342,10 +341,12 @@ def onboard(
 
 @app.command()
 def demo(
-    keep_running: Annotated[bool, typer.Option("--keep-running", help="Keep the Prefect UI, sandbox and worker up after the summary (Ctrl-C stops them).")] = False,
+    keep_running: Annotated[bool, typer.Option(
+        "--keep-running", help="Keep the Prefect UI, sandbox and worker up after the summary (Ctrl-C stops them).")] = False,
     time_scale: Annotated[float, typer.Option("--time-scale", help="Scenario seconds per real second.")] = 3600,
     timeout: Annotated[float, typer.Option(help="Give up watching after this many seconds.")] = 900,
-    state_dir: Annotated[Path | None, typer.Option(help="State folder (default: $M365_ONBOARD_STATE_DIR or ./.state); the demo uses its demo/ subfolder.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(
+        help="State folder (default: $M365_ONBOARD_STATE_DIR or ./.state); the demo uses its demo/ subfolder.")] = None,
 ) -> None:
     """Onboard the sandbox's sample tenants end to end: Prefect server, sandbox, worker, deployments, live progress."""
     from m365_onboarding.demo import run_demo

@@ -20,7 +20,7 @@ from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import State, StateType
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 from prefect.states import Cancelled, Cancelling
 from rich.console import Console, Group
@@ -114,7 +114,8 @@ def _report_outcome(client: SyncPrefectClient, tenant_id: str) -> str | None:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"report-{tenant_id}"])), limit=1)
-    for line in (artifacts[0].data if artifacts else "").splitlines():
+    data = artifacts[0].data if artifacts else None
+    for line in (data if isinstance(data, str) else "").splitlines():
         if line.startswith("**Outcome:**"):
             return line.removeprefix("**Outcome:**").strip()
     return None
@@ -139,7 +140,7 @@ def _cancel_unfinished(client: SyncPrefectClient, runs: list[StartedRun], consol
                                                                  state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE))))
     for run in active:
         running = run.state is not None and run.state.type in (StateType.RUNNING, StateType.PENDING)
-        state = Cancelling(message="the demo ended") if running else Cancelled(message="the demo ended")
+        state: State = Cancelling(message="the demo ended") if running else Cancelled(message="the demo ended")
         client.set_flow_run_state(run.id, state, force=True)
         console.print(f"cancelled {run.name}: the demo ended while it waited", highlight=False)
     deadline = time.monotonic() + 60  # the worker stops a cancelling run's process
@@ -186,14 +187,14 @@ def run_demo(state: Path, console: Console, time_scale: float = 3600, timeout_s:
         with _prefect_api(stack, console):
             ui_url = stack.env.get("PREFECT_UI_URL") or PREFECT_UI_URL.value()
             console.print(f"starting the sandbox (default scenario, an hour of scenario time every {HOUR / time_scale:g}s) ...", highlight=False)
-            manifest, sandbox_env = start_sandbox(stack, time_scale)
+            _manifest, sandbox_env = start_sandbox(stack, time_scale)
             requests = sample_requests()
             console.print("deploying (work pool, credential blocks, deployments, automations) ...", highlight=False)
             # The demo has no team channel: stalls show in the table below instead of a chat message.
             logging.getLogger("automations.apply").setLevel(logging.ERROR)
             app, workbench = credentials_from_sandbox(state / "sandbox")
             with get_client(sync_client=True) as client:
-                report = deploy(client, project_dir(), OnboardingSettings(_env_file=None), DEMO_BLOCKS, app, workbench, env=stack.env)  # type: ignore[call-arg]
+                report = deploy(client, project_dir(), OnboardingSettings(_env_file=None), DEMO_BLOCKS, app, workbench, env=stack.env)
                 for kind, name, verb in report.changed():
                     console.print(f"  {verb:<8} {kind:<11} {name}", highlight=False)
                 _leftovers(client, requests, console)

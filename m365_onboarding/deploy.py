@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 from automations.apply import apply_automations
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from core.dispatch import sync_result
 from core.requests import BlockNames
 from core.settings import OnboardingSettings
 from m365_onboarding.local_stack import POOL
@@ -98,7 +99,7 @@ def _fields(block: Block) -> dict[str, Any]:
 def ensure_block(report: DeployReport, block: Block | None, block_type: type[Block], name: str) -> None:
     """Save ``block`` under ``name`` unless an equal one is saved; with no block given, keep what is there."""
     try:
-        existing = block_type.load(name)
+        existing = sync_result(block_type.load(name))
     except ValueError:  # not saved yet
         existing = None
     if block is None:

@@ -14,6 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
 
+from core.dispatch import sync_result
 from core.requests import BlockNames, OnboardingRequest, StepModes
 from core.tags import tenant_tag
 
@@ -118,8 +119,8 @@ def start_runs(requests: Iterable[OnboardingRequest], deployment: str, ui_url: s
     started, failed = [], []
     for request in requests:
         try:
-            run = run_deployment(deployment, parameters={"request": request.model_dump(mode="json")}, timeout=0,
-                                 tags=[tenant_tag(request.tenant_id)])
+            run = sync_result(run_deployment(deployment, parameters={"request": request.model_dump(mode="json")}, timeout=0,
+                                             tags=[tenant_tag(request.tenant_id)]))
         except Exception as exc:  # the server went away half-way: say which ones were not started
             failed.append((request, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
             continue

@@ -83,7 +83,7 @@ def _step_events(client: SyncPrefectClient, since: datetime) -> list[Any]:
     page = client.read_events(filter=query, limit=50)
     events = list(page.events)
     while page.next_page:
-        page = client.read_events_page(page.next_page)
+        page = client.read_events_page(str(page.next_page))
         events.extend(page.events)
     return sorted(events, key=lambda e: e.occurred)
 

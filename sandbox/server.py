@@ -156,9 +156,7 @@ class SandboxServer:
             lifespan="off",
             timeout_graceful_shutdown=2,  # keep-alive clients must not hold a shutdown for long
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we handle signals once
-        return server
+        return uvicorn.Server(config)
 
     async def serve(self, on_ready: Any = None) -> None:
         import signal

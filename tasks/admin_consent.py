@@ -15,10 +15,9 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ConfigDict, Field
 
 from clients.errors import AppNotConsented
-from core.catalogue import StepName, StepSpec, WaitSpec
+from core.catalogue import StepName, StepSpec, WaitPolicyName, WaitSpec
 from core.permissions import PERMISSION_RESOURCE, Resource, StepPermissions, effective
 from core.results import Action, Change, Mode, Outcome, Plan, StepResult
-from core.catalogue import WaitPolicyName
 from tasks.context import TenantContext
 from tasks.errors import ConsentIncomplete
 from tasks.step import converged, run_step

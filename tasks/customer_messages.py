@@ -11,6 +11,7 @@ never a secret.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from email.message import EmailMessage
 from typing import Any
 
@@ -18,6 +19,7 @@ from prefect import get_run_logger, task
 from prefect.blocks.core import Block
 from prefect.blocks.notifications import NotificationBlock
 from prefect.cache_policies import INPUTS, RUN_ID
+from prefect.utilities.asyncutils import run_coro_as_sync
 from prefect_email import EmailServerCredentials, SMTPType
 
 from core.catalogue import WaitSpec
@@ -87,7 +89,8 @@ def notify_customer(request: TenantRequest, kind: str, subject: str, body: str, 
     """Send one message to the customer's contact through the configured block; False if none is configured."""
     logger = get_run_logger()
     if block_slug is None:
-        logger.info("tenant=%s message=%s not sent: no customer channel configured (NOTIFICATIONS__CUSTOMER_BLOCK); it is in the checklist", request.tenant_id, kind)
+        logger.info("tenant=%s message=%s not sent: no customer channel configured (NOTIFICATIONS__CUSTOMER_BLOCK); it is in the checklist",
+                    request.tenant_id, kind)
         return False
     try:
         block = Block.load(block_slug)
@@ -98,7 +101,9 @@ def notify_customer(request: TenantRequest, kind: str, subject: str, body: str, 
             raise UnusableChannel("the customer channel is email but the onboarding request has no contact address")
         send_email(block, OnboardingSettings().notifications.email_from, contact, subject, body)
     elif isinstance(block, NotificationBlock):
-        block.notify(body=body, subject=subject)
+        sent = block.notify(body=body, subject=subject)
+        if isinstance(sent, Coroutine):  # a block that implements only the async notify of the base class
+            run_coro_as_sync(sent)
     else:
         raise UnusableChannel(f"block {block_slug!r} is a {type(block).__name__}, not a notification block or email server")
     logger.info("tenant=%s message=%s sent to the customer's contact through %s", request.tenant_id, kind, block_slug)

@@ -15,6 +15,7 @@ from typing import Any
 
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from clients.auth import TokenProvider
+from core.dispatch import sync_result
 from core.requests import BlockNames, TenantRequest
 from core.settings import OnboardingSettings
 from tasks.catalogue import CATALOGUE
@@ -43,8 +44,8 @@ def tenant_context(
 def build_context(request: TenantRequest, blocks: BlockNames, settings: OnboardingSettings | None = None) -> TenantContext:
     """Load the credential blocks by name and build the tenant's context."""
     settings = settings or OnboardingSettings()
-    app = ProviderAppCredentials.load(blocks.provider_app)
-    workbench = WorkbenchCredentials.load(blocks.workbench)
+    app = sync_result(ProviderAppCredentials.load(blocks.provider_app))
+    workbench = sync_result(WorkbenchCredentials.load(blocks.workbench))
     return tenant_context(request.tenant_id, request.organization_name, request.provider_org_id, settings,
                           app.client_id, app.msal_credential, workbench.authorization_header)
 

@@ -29,17 +29,16 @@ report on, but does not hold the step: a quiet tenant may never raise one and is
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from clients.errors import ApiConnectionError, ServerError
 from clients.workbench import Plugin, SecurityDevice
-from core.catalogue import QuietEnd, StallRetry, StepName, StepSpec, WaitSpec
+from core.catalogue import QuietEnd, StallRetry, StepName, StepSpec, WaitPolicyName, WaitSpec
 from core.results import Action, Change, Outcome, Plan, StepResult
-from core.catalogue import WaitPolicyName
 from tasks.admin_consent import recheck_consent
 from tasks.context import TenantContext
 from tasks.errors import OrganizationNotVisible, PluginSpecUnsupported, StepNotConverged
@@ -148,7 +147,8 @@ class SecurityDeviceStep:
         unknown = [k for k in plugin.required_spec_keys if k not in known]
         if unknown or (declared is not None and "tenant_id" not in declared):
             needs = ", ".join(unknown) or "no tenant_id"
-            raise PluginSpecUnsupported(f"tenant {ctx.tenant_id}: Workbench plugin {plugin.plugin_slug!r} has device_spec fields this step cannot fill: {needs}.")
+            raise PluginSpecUnsupported(
+                f"tenant {ctx.tenant_id}: Workbench plugin {plugin.plugin_slug!r} has device_spec fields this step cannot fill: {needs}.")
         return {k: v for k, v in known.items() if declared is None or k in declared}
 
     def _find(self, ctx: TenantContext, desired: DesiredSecurityDevice) -> list[SecurityDevice]:

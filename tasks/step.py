@@ -15,9 +15,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from core.catalogue import Step, StepName, WaitSpec
+from core.catalogue import Step, StepName, WaitPolicyName, WaitSpec
 from core.results import Action, Change, Mode, Outcome, StepResult
-from core.catalogue import WaitPolicyName
 from tasks.context import TenantContext
 from tasks.errors import StepNotConverged
 

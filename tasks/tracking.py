@@ -19,6 +19,7 @@ from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
 from core.catalogue import StepName
+from core.dispatch import sync_result
 from core.requests import TenantRequest
 from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES, STEP_ID
 from tasks.catalogue import CATALOGUE
@@ -113,7 +114,8 @@ def record_transition(
 
 @task(name="create_progress", persist_result=True, cache_policy=ONCE_PER_RUN, **ORCHESTRATION_RETRIES)
 def create_progress(request: TenantRequest) -> UUID:
-    return create_progress_artifact(progress=0.0, key=f"progress-{request.tenant_id}", description=f"Onboarding progress of {request.organization_name}")
+    return sync_result(create_progress_artifact(progress=0.0, key=f"progress-{request.tenant_id}",
+                                                description=f"Onboarding progress of {request.organization_name}"))
 
 
 @task(name="update_progress", persist_result=True, cache_policy=ONCE_PER_RUN, **ORCHESTRATION_RETRIES)

@@ -17,10 +17,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from clients.errors import AuditLogOff, NoSubscription
-from core.catalogue import StepName, StepSpec, WaitSpec
+from core.catalogue import StepName, StepSpec, WaitPolicyName, WaitSpec
 from core.permissions import StepPermissions
 from core.results import Action, Change, Outcome, Plan
-from core.catalogue import WaitPolicyName
 from tasks.context import TenantContext
 from tasks.step import converged, guide_mode_wait, wait_for_state
 

@@ -1,4 +1,9 @@
-"""Shared fixtures: one real sandbox process per test session, reset before each test that uses it."""
+"""Shared fixtures: one real sandbox process per test session, reset before each test that uses it,
+and one test Prefect server for the tests that run flows and tasks in-process.
+
+Tests that need a Prefect server (or start a demo, a worker) are marked ``slow``: ``make test-fast``
+leaves them out, ``make test`` runs everything.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect.testing.utilities import prefect_test_harness
 
 from tasks.context import TenantContext
 from tasks.runtime import tenant_context
@@ -31,6 +37,20 @@ OTHER_ORG = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 PROVIDER_TENANT = "1cde81fd-b430-4035-b24d-709921922876"
 WORKBENCH_ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 OTHER_WORKBENCH_ORG = "7a7a7a7a-1111-4222-8333-944444444444"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses the Prefect server must be marked slow, so the fast lane never starts one."""
+    unmarked = [item.nodeid for item in items if "prefect_server" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError(f"these tests use a Prefect server but are not marked slow (pytestmark = pytest.mark.slow): {unmarked}")
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    """One test Prefect server for every in-process flow and task of the session (each test saves blocks under its own names)."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
 
 
 @pytest.fixture(scope="session")

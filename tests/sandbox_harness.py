@@ -21,8 +21,8 @@ import requests
 import yaml
 
 from clients.http import VerifiedSession
-from m365_onboarding.local_stack import free_port
 from core.settings import Cloud, OnboardingSettings, TimingSettings
+from m365_onboarding.local_stack import free_port
 
 
 def free_port_block(size: int = 5) -> int:
@@ -165,7 +165,7 @@ def sandbox_settings(sandbox: SandboxHandle) -> OnboardingSettings:
         workbench_base_url=sandbox.base_url("workbench"),
         ca_bundle=sandbox.ca_bundle,
         timing=TimingSettings(consistency_deadline_s=20, consistency_interval_s=0.2, consistent_reads=2, http_retries=2),
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 

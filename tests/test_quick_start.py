@@ -24,6 +24,8 @@ from m365_onboarding.local_stack import process_tree
 from tests.prefect_harness import PROJECT
 from tests.sandbox_harness import free_port_block
 
+pytestmark = pytest.mark.slow  # starts a demo: a Prefect server, the sandbox and a worker
+
 OUTPUT = PROJECT / "test-output"
 CONTOSO = "5b0c3f3e-6c1e-4c52-9d8a-1f3b2a6e7c01"  # the default scenario's fresh tenant
 

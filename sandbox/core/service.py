@@ -30,7 +30,8 @@ ADMIN_PREFIX = "/_sandbox"
 class ServiceErrors(Protocol):
     """The error bodies a service answers with for faults and unknown paths."""
 
-    request_id_header: str
+    @property
+    def request_id_header(self) -> str: ...
 
     def throttled(self, retry_after_s: int | None) -> SandboxHTTPError: ...
 

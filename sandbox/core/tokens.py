@@ -53,7 +53,7 @@ class TokenSigner:
         public_der = self._key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        self.kid = _b64url(hashlib.sha1(public_der).digest())  # noqa: S324 - a key id, not security
+        self.kid = _b64url(hashlib.sha1(public_der).digest())
 
     def issue(self, claims: dict[str, Any], issuer: str, lifetime_s: int = TOKEN_LIFETIME_S) -> str:
         now = int(time.time())

@@ -104,7 +104,10 @@ def get_organization_config(call: CmdletCall) -> CmdletResult:
                 "DisplayName": spec.display_name,
                 "Identity": domain,
                 "IsDehydrated": org.dehydrated,
-                "OrganizationId": f"NAMPR01A001.prod.outlook.com/Microsoft Exchange Hosted Organizations/{domain} - NAMPR01A001.prod.outlook.com/ConfigurationUnits/{domain}/Configuration",
+                "OrganizationId": (
+                    f"NAMPR01A001.prod.outlook.com/Microsoft Exchange Hosted Organizations/{domain}"
+                    f" - NAMPR01A001.prod.outlook.com/ConfigurationUnits/{domain}/Configuration"
+                ),
                 "Guid@odata.type": "#Guid",
                 "Guid": org_guid(call.tenant.id, "organization"),
                 "ExchangeObjectId@odata.type": "#Guid",

@@ -395,7 +395,13 @@ class Directory:
         if tenant_id in self.partners:
             raise MultipleObjectsWithSameKeyValue(
                 "Another object with the same value for property tenantId already exists.",
-                details=[{"code": "ConflictingObjects", "message": "Another object with the same value for property tenantId already exists.", "target": "tenantId"}],
+                details=[
+                    {
+                        "code": "ConflictingObjects",
+                        "message": "Another object with the same value for property tenantId already exists.",
+                        "target": "tenantId",
+                    }
+                ],
             )
         stamp = self._stamp(now, lag)
         stamp.pop("id")

@@ -146,7 +146,9 @@ def build_app(world: World) -> FastAPI:
                 body.get("directoryScopeId") or "/",
                 world.clock.now(),
             )
-        return _created({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#roleManagement/directory/roleAssignments/$entity", **assignment.to_graph()})
+        return _created(
+            {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#roleManagement/directory/roleAssignments/$entity", **assignment.to_graph()}
+        )
 
     @app.delete(f"{ROLES}/roleAssignments/{{assignment_id}}", status_code=204)
     async def delete_role_assignment(assignment_id: str, request: Request) -> Response:
@@ -182,7 +184,9 @@ def build_app(world: World) -> FastAPI:
             body["tenantId"] = _guid(body["tenantId"], "tenantId")
         with world.lock:
             partner = d.create_partner(body, world.clock.now())
-        return _created({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#policies/crossTenantAccessPolicy/partners/$entity", **partner.to_graph()})
+        return _created(
+            {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#policies/crossTenantAccessPolicy/partners/$entity", **partner.to_graph()}
+        )
 
     @app.patch(f"{PARTNERS}/{{partner_tenant_id}}", status_code=204)
     async def update_partner(partner_tenant_id: str, request: Request) -> Response:

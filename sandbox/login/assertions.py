@@ -5,11 +5,14 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from sandbox.login import errors
 from sandbox.login.models import AppRegistration, Certificate
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# The public key types PyJWT verifies with; a certificate may hold others (DSA, X25519, X448).
+_JWT_KEY_TYPES = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)
 
 
 def verify_client_assertion(
@@ -32,10 +35,14 @@ def verify_client_assertion(
             f"The key was not found. Key Id: {header.get('x5t') or header.get('x5t#S256')}, please visit the Azure "
             f"Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{app.client_id}'."
         )
+    public_key = cert.certificate.public_key()
+    if not isinstance(public_key, _JWT_KEY_TYPES):
+        # a DSA or X25519/X448 key: PyJWT would refuse it with this same TypeError
+        raise TypeError(f"Certificate '{cert.name}' has a {type(public_key).__name__}, which cannot verify a JWT.")
     try:
         claims = jwt.decode(
             assertion,
-            cert.certificate.public_key(),
+            public_key,
             algorithms=["RS256", "PS256"],
             options={"verify_aud": False, "require": ["exp", "aud", "iss", "sub"]},
             leeway=300,  # Entra tolerates clock skew of a few minutes

@@ -147,7 +147,13 @@ class _Errors:
     request_id_header = "x-ms-request-id"
 
     def throttled(self, retry_after_s: int | None) -> SandboxHTTPError:
-        return OAuthError(429, "temporarily_unavailable", 50196, "The server terminated an operation because it encountered a client request loop.", {"Retry-After": str(retry_after_s or 1)})
+        return OAuthError(
+            429,
+            "temporarily_unavailable",
+            50196,
+            "The server terminated an operation because it encountered a client request loop.",
+            {"Retry-After": str(retry_after_s or 1)},
+        )
 
     def unavailable(self, retry_after_s: int | None) -> SandboxHTTPError:
         headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else {}

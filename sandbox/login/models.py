@@ -40,13 +40,13 @@ class Certificate:
 
 
 
-def hashes_sha1():  # noqa: ANN201 - tiny indirection keeps the imports in one place
+def hashes_sha1():
     from cryptography.hazmat.primitives import hashes
 
-    return hashes.SHA1()  # noqa: S303 - x5t is defined as a SHA-1 thumbprint
+    return hashes.SHA1()
 
 
-def hashes_sha256():  # noqa: ANN201
+def hashes_sha256():
     from cryptography.hazmat.primitives import hashes
 
     return hashes.SHA256()
@@ -173,4 +173,4 @@ class ConsentState:
 
 
 def thumbprint_sha1_hex(cert: x509.Certificate) -> str:
-    return hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()  # noqa: S324
+    return hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()

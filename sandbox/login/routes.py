@@ -218,7 +218,7 @@ def _basic_credentials(header: str | None) -> tuple[str | None, str | None]:
     return user or None, password or None
 
 
-def _service_principal(world: World, resolved: ResolvedTenant, now) -> str | None:  # noqa: ANN001
+def _service_principal(world: World, resolved: ResolvedTenant, now) -> str | None:
     """The app's service principal id in the tenant, once it exists and has replicated."""
     if resolved.customer is None:
         return world.app.client_id  # the app's home tenant always has it; its id stands in
@@ -281,6 +281,7 @@ def _consent_context(world: World, tenant: str, params: dict[str, str], v2: bool
         raise ErrorPage(
             400,
             50011,
-            f"The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{world.app.client_id}'.",
+            f"The redirect URI '{redirect_uri}' specified in the request does not match"
+            f" the redirect URIs configured for the application '{world.app.client_id}'.",
         )
     return _ConsentContext(resolved, redirect_uri)

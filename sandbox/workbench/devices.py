@@ -29,12 +29,23 @@ MIN_CHECK_INTERVAL = timedelta(seconds=1)
 class TenantStatusLike(Protocol):
     """What a health check reads of a tenant (``models.TenantStatus``)."""
 
-    tenant_id: str
-    display_name: str
-    consent_granted: bool
-    missing_permissions: list[str]
-    audit_active_since: datetime | None
-    device: DeviceSpec
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def display_name(self) -> str: ...
+
+    @property
+    def consent_granted(self) -> bool: ...
+
+    @property
+    def missing_permissions(self) -> list[str]: ...
+
+    @property
+    def audit_active_since(self) -> datetime | None: ...
+
+    @property
+    def device(self) -> DeviceSpec: ...
 
 
 class TenantLookup(Protocol):

@@ -67,7 +67,7 @@ def _page_links(url: str, params: Sequence[tuple[str, str]], offset: int, limit:
     others = [(k, v) for k, v in params if k != "page[offset]"]
 
     def at(new_offset: int) -> str:
-        return f"{url}?{urlencode(others + [('page[offset]', str(new_offset))], safe='[]')}"
+        return f"{url}?{urlencode([*others, ('page[offset]', str(new_offset))], safe='[]')}"
 
     links: dict[str, str] = {}
     if offset > 0:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sandbox.workbench.errors import InvalidFilter, InvalidInclusion, NotEmulated, ParamValidationFailed
@@ -111,25 +112,23 @@ def _condition(kind: str, element: str, attribute: str, schema: ResourceSchema) 
 def _filter_term(path: list[str], value: str, schema: ResourceSchema, schemas: Schemas) -> FilterTerm:
     """Validate the path against the schemas (upstream's 403 "Invalid filter") and parse the value."""
     current = schema
-    levels = 0
     resolved: list[str] = []
     for index, segment in enumerate(path):
         last = index == len(path) - 1
         if segment == "id" and last:
-            return _term(resolved + ["id"], "id", value, current)
+            return _term([*resolved, "id"], "id", value, current)
         if segment in current.attributes:
             if not last:
                 raise InvalidFilter(f"{current.type} attribute '{segment}' has no fields to filter on")
-            return _term(resolved + [segment], current.attributes[segment], value, current)
+            return _term([*resolved, segment], current.attributes[segment], value, current)
         relationship = current.relationships.get(segment)
         if relationship is None:
             raise InvalidFilter(f"{current.type} do not have attribute or relationship '{segment}'")
-        levels += 1
-        if levels > MAX_RELATIONSHIP_LEVELS:
+        resolved.append(segment)  # the relationships crossed so far
+        if len(resolved) > MAX_RELATIONSHIP_LEVELS:
             raise InvalidFilter(f"Filters reach at most {MAX_RELATIONSHIP_LEVELS} relationships deep")
-        resolved.append(segment)
         if last:  # filter[organization]=<id> filters on the related id
-            return _term(resolved + ["id"], "id", value, current)
+            return _term([*resolved, "id"], "id", value, current)
         current = schemas.get(relationship.target, ResourceSchema(relationship.target, {}))
     raise InvalidFilter("invalid or empty filter element")
 
@@ -287,6 +286,6 @@ def apply_sort(records: list[Record], sort: Sequence[tuple[str, bool]]) -> list[
     for name, descending in reversed(sort or (("created_at", False), ("id", False))):
         if name != "id" and not any(name in r.attributes for r in ordered):
             continue
-        ordered.sort(key=lambda r, n=name: _sort_value(r, n), reverse=descending)
+        ordered.sort(key=partial(_sort_value, name=name), reverse=descending)
     return ordered
 

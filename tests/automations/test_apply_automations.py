@@ -11,19 +11,20 @@ from datetime import timedelta
 from uuid import UUID
 
 import pytest
-from prefect.automations import Automation
-from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.actions import DeploymentCreate
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
-from prefect.events.actions import CancelFlowRun
-from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.events.actions import CancelFlowRun, RunDeployment, SendNotification
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.events.schemas.automations import Automation, AutomationCore, EventTrigger, Posture
 from prefect.states import Crashed, Scheduled
 from prefect.testing.utilities import prefect_test_harness
 
 from automations.apply import NotOnServer, apply_automations
 from automations.definitions import TAG
-from core.tags import WAIT_CHECK_TAG
 from core.settings import NotificationSettings, OnboardingSettings, RecoverySettings
+from core.tags import WAIT_CHECK_TAG
+
+pytestmark = pytest.mark.slow  # needs a Prefect server
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +45,31 @@ def _ours(client: SyncPrefectClient) -> list[Automation]:
     return [a for a in client.read_automations() if TAG in (a.tags or [])]
 
 
+def _trigger(automation: Automation) -> EventTrigger:
+    assert isinstance(automation.trigger, EventTrigger), automation.trigger
+    return automation.trigger
+
+
+def _run_deployment(automation: Automation) -> RunDeployment:
+    [action] = automation.actions
+    assert isinstance(action, RunDeployment), action
+    return action
+
+
+def _notification(automation: Automation) -> SendNotification:
+    [action] = automation.actions
+    assert isinstance(action, SendNotification), action
+    return action
+
+
+def _named(client: SyncPrefectClient, suffix: str) -> Automation:
+    [automation] = [a for a in _ours(client) if a.name.endswith(suffix)]
+    return automation
+
+
 def test_apply_needs_the_deployments(client: SyncPrefectClient) -> None:
     settings = OnboardingSettings(resumer_deployment="nowhere/none")
-    with pytest.raises(NotOnServer, match="deployment 'onboard-tenant/onboard-tenant' not found|deployment 'nowhere/none' not found"):
+    with pytest.raises(NotOnServer, match=r"deployment 'onboard-tenant/onboard-tenant' not found|deployment 'nowhere/none' not found"):
         apply_automations(client, settings)
 
 
@@ -65,20 +88,20 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
     assert sorted(second.unchanged) == sorted(first.created)
     assert sorted(a.name for a in _ours(client)) == sorted(first.created)
 
-    silent = next(a for a in _ours(client) if a.name.endswith("Crashed"))
-    assert silent.trigger.within == timedelta(seconds=540)  # three missed heartbeats of 180 s
-    related = silent.trigger.model_dump(mode="json")["match_related"]
+    silent = _named(client, "Crashed")
+    assert _trigger(silent).within == timedelta(seconds=540)  # three missed heartbeats of 180 s
+    related = _trigger(silent).model_dump(mode="json")["match_related"]
     assert related["prefect.resource.id"] == [f"prefect.deployment.{ids['onboard-tenant']}", f"prefect.deployment.{ids['resume-onboarding']}"]
-    restart = next(a for a in _ours(client) if a.name.endswith("runs"))
-    assert str(restart.actions[0].deployment_id) == ids["resume-onboarding"]
-    assert restart.actions[0].parameters == {"flow_run_id": {"__prefect_kind": "jinja", "template": "{{ flow_run.id }}"}}
+    restart = _named(client, "crashed onboarding runs")
+    assert str(_run_deployment(restart).deployment_id) == ids["resume-onboarding"]
+    assert _run_deployment(restart).parameters == {"flow_run_id": {"__prefect_kind": "jinja", "template": "{{ flow_run.id }}"}}
     # Crashed wait checks: only resumer runs tagged as scheduled checks (not the recovery runs themselves).
-    checks = next(a for a in _ours(client) if a.name.endswith("wait checks"))
-    assert checks.trigger.model_dump(mode="json")["match_related"] == [
+    checks = _named(client, "wait checks")
+    assert _trigger(checks).model_dump(mode="json")["match_related"] == [
         {"prefect.resource.role": "deployment", "prefect.resource.id": f"prefect.deployment.{ids['resume-onboarding']}"},
         {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.onboarding-resumer"},
     ]
-    assert str(checks.actions[0].deployment_id) == ids["resume-onboarding"]
+    assert str(_run_deployment(checks).deployment_id) == ids["resume-onboarding"]
 
     # A hand-made duplicate is removed, a changed setting updates in place, a foreign automation stays.
     client.create_automation(AutomationCore(**silent.model_dump(exclude={"id", "owner_resource"})))
@@ -86,19 +109,19 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
     third = apply_automations(client, faster)
     assert third.deleted == ["m365-onboarding: mark silent runs Crashed"] and third.updated == ["m365-onboarding: mark silent runs Crashed"]
     assert len(_ours(client)) == 4
-    assert next(a for a in _ours(client) if a.name.endswith("Crashed")).trigger.within == timedelta(seconds=90)
+    assert _trigger(_named(client, "Crashed")).within == timedelta(seconds=90)
     assert any(a.id == foreign for a in client.read_automations())
 
     dry = apply_automations(client, settings, dry_run=True)
     assert dry.updated == ["m365-onboarding: mark silent runs Crashed"]
-    assert next(a for a in _ours(client) if a.name.endswith("Crashed")).trigger.within == timedelta(seconds=90)
+    assert _trigger(_named(client, "Crashed")).within == timedelta(seconds=90)
 
 
 def test_notifications_need_the_team_block_and_apply_once(client: SyncPrefectClient) -> None:
     if not any(d.name == "onboard-tenant" for d in client.read_deployments()):
         _deploy(client)
     settings = OnboardingSettings(notifications=NotificationSettings(team_block="custom-webhook/onboarding-team"))
-    with pytest.raises(NotOnServer, match="notification block 'custom-webhook/onboarding-team' not found"):
+    with pytest.raises(NotOnServer, match=r"notification block 'custom-webhook/onboarding-team' not found"):
         apply_automations(client, settings)
 
     CustomWebhookNotificationBlock(name="team", url="https://127.0.0.1:9/hook", json_data={"text": "{{body}}"}).save("onboarding-team", overwrite=True)
@@ -110,17 +133,17 @@ def test_notifications_need_the_team_block_and_apply_once(client: SyncPrefectCli
     second = apply_automations(client, settings)
     assert second.created == second.updated == second.deleted == []
 
-    audit = next(a for a in _ours(client) if a.name == "m365-onboarding: audit_activation stalled")
-    assert audit.trigger.within == timedelta(hours=2)  # the guide: up to 60 minutes; stalled at twice that
-    assert audit.trigger.model_dump(mode="json")["match"] == {"prefect.resource.id": "m365.tenant.*", "onboarding.step": "audit_activation"}
-    assert "Next action:" in audit.actions[0].body and "{{ flow_run|ui_url }}" in audit.actions[0].body
+    audit = _named(client, "m365-onboarding: audit_activation stalled")
+    assert _trigger(audit).within == timedelta(hours=2)  # the guide: up to 60 minutes; stalled at twice that
+    assert _trigger(audit).model_dump(mode="json")["match"] == {"prefect.resource.id": "m365.tenant.*", "onboarding.step": "audit_activation"}
+    assert "Next action:" in _notification(audit).body and "{{ flow_run|ui_url }}" in _notification(audit).body
 
     # Compressed time (the sandbox demo) scales every threshold.
     fast = OnboardingSettings(notifications=settings.notifications, waits={"time_scale": 360})
     assert apply_automations(client, fast).created == []
-    stalls = {a.name: a.trigger.within for a in _ours(client) if a.name.endswith(" stalled")}
-    assert stalls["m365-onboarding: audit_activation stalled"] == timedelta(seconds=20)
-    assert stalls["m365-onboarding: device_healthy stalled"] == timedelta(seconds=10)  # 5 s scaled, raised to Prefect's minimum
+    windows = {a.name: _trigger(a).within for a in _ours(client) if a.name.endswith(" stalled")}
+    assert windows["m365-onboarding: audit_activation stalled"] == timedelta(seconds=20)
+    assert windows["m365-onboarding: device_healthy stalled"] == timedelta(seconds=10)  # 5 s scaled, raised to Prefect's minimum
 
 
 def test_the_cli_applies_and_reports_in_one_line_per_automation(client: SyncPrefectClient, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,13 +159,19 @@ def test_the_cli_applies_and_reports_in_one_line_per_automation(client: SyncPref
     monkeypatch.delenv("M365_ONBOARD_RESUMER_DEPLOYMENT")
     if not any(d.name == "onboard-tenant" for d in client.read_deployments()):
         _deploy(client)
+    for automation in _ours(client):  # a server the project has not touched yet
+        assert automation.id is not None
+        client.delete_automation(automation.id)
+    recovery = sorted(["mark silent runs Crashed", "restart crashed onboarding runs", "restart crashed wait checks", "restart runs still crashed"])
+
     dry = CliRunner().invoke(app, ["automations", "--dry-run"])
     assert dry.exit_code == 0, dry.output
+    assert sorted(dry.output.splitlines()) == [f"created    m365-onboarding: {name} (dry run: nothing changed)" for name in recovery], dry.output
+    assert _ours(client) == [], "the dry run changed the server"
     applied = CliRunner().invoke(app, ["automations"])
+    assert applied.exit_code == 0 and sorted(applied.output.splitlines()) == [f"created    m365-onboarding: {name}" for name in recovery], applied.output
     again = CliRunner().invoke(app, ["automations"])
-    assert applied.exit_code == 0 and again.exit_code == 0
-    assert "unchanged  m365-onboarding: mark silent runs Crashed" in again.output, again.output
-    assert not any(line.startswith(("created", "updated", "deleted")) for line in again.output.splitlines())
+    assert again.exit_code == 0 and sorted(again.output.splitlines()) == [f"unchanged  m365-onboarding: {name}" for name in recovery], again.output
 
 
 
@@ -155,12 +184,20 @@ def test_an_email_block_as_team_channel_is_refused_with_the_reason(client: SyncP
     settings = OnboardingSettings(notifications=NotificationSettings(team_block="email-server-credentials/team-mail"))
     before = {a.name for a in _ours(client)}
 
-    with pytest.raises(NotOnServer, match="is not a notification block: automations send only through one"):
+    with pytest.raises(NotOnServer, match=r"is not a notification block: automations send only through one"):
         apply_automations(client, settings)
     assert {a.name for a in _ours(client)} == before
 
 def _handed_to_resumer(client: SyncPrefectClient, run_id: UUID) -> int:
     return sum(1 for r in client.read_flow_runs() if r.parameters.get("flow_run_id") == str(run_id))
+
+
+def _fired_for(client: SyncPrefectClient, automation: Automation) -> list[str]:
+    """The flow runs an automation has fired for, from its ``prefect.automation.triggered`` events."""
+    query = EventFilter(event=EventNameFilter(name=["prefect.automation.triggered"]),
+                        resource=EventResourceFilter(id=[f"prefect.automation.{automation.id}"]))
+    return sorted(e.payload["triggering_labels"]["prefect.resource.id"].removeprefix("prefect.flow-run.")
+                  for e in client.read_events(filter=query, limit=50).events)
 
 
 def test_a_run_still_crashed_after_its_restart_was_refused_is_handed_over_again(client: SyncPrefectClient) -> None:
@@ -171,8 +208,10 @@ def test_a_run_still_crashed_after_its_restart_was_refused_is_handed_over_again(
     apply_automations(client, OnboardingSettings(recovery=RecoverySettings(restart_again_after_s=10)))
     # As when the server refused their actions: the crashed runs stay Crashed.
     immediate = [a for a in _ours(client) if a.name in ("m365-onboarding: restart crashed onboarding runs", "m365-onboarding: restart crashed wait checks")]
+    again = _named(client, "restart runs still crashed")
     assert len(immediate) == 2
     for automation in immediate:
+        assert automation.id is not None
         client.pause_automation(automation.id)
     try:
         left = client.create_flow_run_from_deployment(onboarding.id)
@@ -182,16 +221,21 @@ def test_a_run_still_crashed_after_its_restart_was_refused_is_handed_over_again(
             client.set_flow_run_state(run.id, Crashed(message="infrastructure failed to start (test)"), force=True)
         # The other run's restart went through: a state change follows its crash, so it is not handed over again.
         client.set_flow_run_state(restarted.id, Scheduled(name="AwaitingRecovery"), force=True)
+        # The three crashed within a moment, the check last: once the automation has fired for the
+        # check and handed it over, the restarted run's window has been evaluated too.
         deadline = time.monotonic() + 90
-        while _handed_to_resumer(client, left.id) <= 1 or _handed_to_resumer(client, check.id) == 0:  # `check` names `left` too
+        expected = sorted([str(left.id), str(check.id)])
+        while not (_handed_to_resumer(client, left.id) >= 2 and _handed_to_resumer(client, check.id) >= 1  # `check` names `left` too
+                   and set(expected) <= set(_fired_for(client, again))):
             assert time.monotonic() < deadline, "a run or wait check still Crashed was never handed to the resumer again"
-            time.sleep(2)
-        time.sleep(15)  # past the window of the restarted run too
+            time.sleep(1)
+        assert _fired_for(client, again) == expected, "it fired for a run whose restart had gone through"
         assert _handed_to_resumer(client, left.id) == 2  # the crashed wait check itself, and the hand-over
         assert _handed_to_resumer(client, check.id) == 1
         assert _handed_to_resumer(client, restarted.id) == 0
     finally:
         for automation in immediate:
+            assert automation.id is not None
             client.resume_automation(automation.id)
 
 

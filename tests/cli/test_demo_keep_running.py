@@ -17,6 +17,8 @@ import requests
 from m365_onboarding.local_stack import process_tree, running, signal_all
 from tests.prefect_harness import PROJECT
 
+pytestmark = pytest.mark.slow  # starts a demo: a Prefect server, the sandbox and a worker
+
 STAYS_UP = re.compile(r"The Prefect UI stays up at (http://\S+);")
 
 

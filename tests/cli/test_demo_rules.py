@@ -43,7 +43,7 @@ def test_the_demo_onboards_every_tenant_of_the_default_scenario_with_its_own_blo
     (["--timeout", "0"], "--timeout must be positive, got 0; nothing was started"),
     (["--time-scale", "-5", "--keep-running"], "--time-scale must be positive, got -5; nothing was started"),
 ])
-def test_a_bad_demo_option_is_named_and_starts_nothing(args: list[str], error: str, tmp_path) -> None:  # noqa: ANN001
+def test_a_bad_demo_option_is_named_and_starts_nothing(args: list[str], error: str, tmp_path) -> None:
     result = CliRunner().invoke(app, ["demo", "--state-dir", str(tmp_path), *args])
     assert result.exit_code == 2 and error in result.output, result.output
     assert not (tmp_path / "demo").exists()  # no server, sandbox or state folder was started

@@ -15,9 +15,13 @@ from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 from typer.testing import CliRunner
 
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from core.dispatch import sync_result
 from m365_onboarding.cli import app
 from tests.prefect_harness import PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle
+from tests.support import present
+
+pytestmark = pytest.mark.slow  # needs a Prefect server
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 HEADER = "tenant_id,organization_name,provider_org_id,customer_contact_email,unified_audit_log\n"
@@ -69,9 +73,9 @@ def test_deploy_registers_everything_once_and_a_second_run_changes_nothing(deplo
         "automation m365-onboarding: restart crashed wait checks": "created",
         "automation m365-onboarding: restart runs still crashed": "created",
     }, deployed
-    app_block = ProviderAppCredentials.load("m365-provider-app")
-    assert app_block.client_id == shared_sandbox.client_id and app_block.client_secret.get_secret_value() == shared_sandbox.app_secret()
-    assert WorkbenchCredentials.load("expel-workbench").api_key.get_secret_value() == shared_sandbox.workbench_key()
+    app_block = sync_result(ProviderAppCredentials.load("m365-provider-app"))
+    assert app_block.client_id == shared_sandbox.client_id and present(app_block.client_secret).get_secret_value() == shared_sandbox.app_secret()
+    assert sync_result(WorkbenchCredentials.load("expel-workbench")).api_key.get_secret_value() == shared_sandbox.workbench_key()
     assert shared_sandbox.app_secret() not in deployed
 
     code, again, err = _cli("deploy", "--from-sandbox", str(shared_sandbox.state_dir))

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from m365_onboarding.cli import app
 from tests.conftest import CONFIGURED, FRESH, NEVER_CONSENTS, WORKBENCH_ORG
 from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks
 
+pytestmark = pytest.mark.slow  # needs a Prefect server
+
 runner = CliRunner()
 
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture

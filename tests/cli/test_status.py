@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 
 from m365_onboarding.cli import app
 
-
 TENANT = ["--tenant-id", "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b", "--organization", "Contoso",
           "--provider-org", "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d", "--contact", "admin@contoso.example"]
 

@@ -12,8 +12,7 @@ from clients.errors import ApiConnectionError, ApiTimeout, AppNotConsented, Inva
 from clients.graph import GraphClient
 from tasks.context import TenantContext
 from tests.conftest import FRESH, NEVER_CONSENTS
-from tests.sandbox_harness import SandboxHandle, free_port_block
-from tests.sandbox_harness import sandbox_settings
+from tests.sandbox_harness import SandboxHandle, free_port_block, sandbox_settings
 
 
 def _graph_log(sandbox: SandboxHandle) -> list[tuple[str, int]]:
@@ -52,14 +51,14 @@ def test_a_slow_answer_becomes_a_timeout(step_sandbox: SandboxHandle) -> None:
     graph = GraphClient(step_sandbox.base_url("graph"), authorization=tokens.bearer(FRESH, "https://graph.microsoft.com"),
                         tenant_id=FRESH, ca_bundle=settings.ca_bundle, timeout_s=0.3, retries=0)
     step_sandbox.add_fault(service="graph", kind="slow", delay="1s")
-    with pytest.raises(ApiTimeout, match="no answer within 0.3s"):
+    with pytest.raises(ApiTimeout, match=r"no answer within 0.3s"):
         graph.get_organization()
 
 
 def test_an_unreachable_service_is_a_connection_error(step_sandbox: SandboxHandle) -> None:
     closed = free_port_block(1)
     graph = GraphClient(f"https://127.0.0.1:{closed}", authorization=lambda: "Bearer x", tenant_id=FRESH, ca_bundle=step_sandbox.ca_bundle, retries=0)
-    with pytest.raises(ApiConnectionError, match=f"cannot reach https://127.0.0.1:{closed}"):
+    with pytest.raises(ApiConnectionError, match=rf"cannot reach https://127.0.0.1:{closed}"):
         graph.get_organization()
 
 

@@ -23,13 +23,17 @@ from typer.testing import CliRunner
 
 from automations.apply import apply_automations
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
-from m365_onboarding.cli import app
+from core.catalogue import StepName
+from core.dispatch import sync_result
 from core.settings import OnboardingSettings, RecoverySettings
 from core.tags import WAIT_CHECK_TAG
-from core.catalogue import StepName
+from m365_onboarding.cli import app
 from tasks.catalogue import CATALOGUE
 from tests.prefect_harness import POOL, PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+from tests.support import present
+
+pytestmark = pytest.mark.slow  # needs a Prefect server
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 TENANTS = {
@@ -118,7 +122,7 @@ def _save_blocks(sandbox: SandboxHandle) -> str:
 def _onboard(tenant: str, name: str, suffix: str) -> uuid.UUID:
     request = {"tenant_id": tenant, "organization_name": name, "provider_org_id": ORG, "customer_contact_email": "admin@customer.example",
                "blocks": {"provider_app": f"app-{suffix}", "workbench": f"wb-{suffix}"}}
-    return run_deployment("onboard-tenant/onboard-tenant", parameters={"request": request}, timeout=0).id
+    return sync_result(run_deployment("onboard-tenant/onboard-tenant", parameters={"request": request}, timeout=0)).id
 
 
 def _devices(sandbox: SandboxHandle, tenant: str) -> list[dict]:
@@ -127,10 +131,10 @@ def _devices(sandbox: SandboxHandle, tenant: str) -> list[dict]:
 
 def _states(run_id: uuid.UUID) -> list[str]:
     with get_client(sync_client=True) as client:
-        return [s.name for s in client.read_flow_run_states(run_id)]
+        return [present(s.name) for s in client.read_flow_run_states(run_id)]
 
 
-def _events(client, tenant: str, expected_completed: int = 10, wait_s: float = 20) -> list[tuple[str, str]]:  # noqa: ANN001
+def _events(client, tenant: str, expected_completed: int = 10, wait_s: float = 20) -> list[tuple[str, str]]:
     """(event, step) pairs of the tenant's onboarding events, once the event pipeline has stored them."""
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
@@ -160,7 +164,7 @@ def _status(expect: Callable[[dict], bool], wait_s: float = 30) -> dict[str, dic
         time.sleep(1)
 
 
-def _anything_running(client) -> bool:  # noqa: ANN001
+def _anything_running(client) -> bool:
     """Whether any flow run (a resumer included) is executing right now."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
@@ -206,7 +210,7 @@ def test_deployed_onboarding_survives_a_killed_worker_and_a_server_restart_while
             assert final == "Completed", f"{TENANTS[tenant]}: {history}\n" + "\n".join(p.read_text()[-3000:] for p in stack.log_dir.glob("worker-*.log"))
             assert "Suspended" in history and "Resuming" in history
         with get_client(sync_client=True) as client:
-            refused = client.read_flow_run(duplicate).state
+            refused = present(client.read_flow_run(duplicate).state)
             assert refused.type.value == "FAILED" and "already being onboarded" in (refused.message or ""), refused
             done = _status(lambda row: row["current_step"] is None)
             assert {t: (done[t]["run_state"], done[t]["current_step"]) for t in TENANTS} == {t: ("Completed", None) for t in TENANTS}
@@ -260,7 +264,7 @@ def test_a_run_whose_worker_is_killed_in_the_middle_of_a_step_is_restarted_and_c
     assert len(invitations) == 1, "the restarted run invited the guest again instead of finding the one already created"
 
 
-def _scheduled_checks(client, run_id: uuid.UUID) -> list:  # noqa: ANN001
+def _scheduled_checks(client, run_id: uuid.UUID) -> list:
     """The wait checks (resumer runs) the suspended run ``run_id`` has scheduled and that have not run yet."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
     from prefect.client.schemas.objects import StateType

@@ -3,7 +3,8 @@ automations applied from code, a process worker, the sandbox on compressed time,
 receiver behind Prefect's own CustomWebhookNotificationBlock for the team and for the customer.
 
 Five tenants: consent never comes, the device stays unhealthy, the audit log never activates, the
-audit feed delivers nothing (its subscriptions are restarted once), and a healthy one. Each produces exactly the expected messages, and the healthy one only its completion.
+audit feed delivers nothing (its subscriptions are restarted once), and a healthy one. Each produces exactly the
+expected messages, and the healthy one only its completion.
 """
 
 from __future__ import annotations
@@ -15,18 +16,24 @@ import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
+from pydantic import SecretStr
 
 from automations.apply import apply_automations
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from core.dispatch import sync_result
 from core.settings import OnboardingSettings
 from tests.prefect_harness import POOL, PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+from tests.support import present
+
+pytestmark = pytest.mark.slow  # needs a Prefect server
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 SCALE = 3600  # an hour of scenario time per second
@@ -59,9 +66,9 @@ WAITS = {
 
 
 class _Receiver(BaseHTTPRequestHandler):
-    messages: list[dict] = []
+    messages: ClassVar[list[dict]] = []  # every message any channel received, in order
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).messages.append({"channel": self.path.strip("/"), **body})
         self.send_response(200)
@@ -116,23 +123,23 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
             report = apply_automations(client, _settings(env, monkeypatch))
             assert len(report.created) == 17, report  # 4 crash recovery, 8 stalls, 5 other team alerts
             suffix = uuid.uuid4().hex[:6]
-            ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(f"app-{suffix}")
-            WorkbenchCredentials(api_key=sandbox.workbench_key()).save(f"wb-{suffix}")
+            ProviderAppCredentials(client_id=sandbox.client_id, client_secret=SecretStr(sandbox.app_secret())).save(f"app-{suffix}")
+            WorkbenchCredentials(api_key=SecretStr(sandbox.workbench_key())).save(f"wb-{suffix}")
             stack.start_worker(env)
             runs = {
-                tenant: run_deployment(
+                tenant: sync_result(run_deployment(
                     "onboard-tenant/onboard-tenant", timeout=0,
                     parameters={"request": {"tenant_id": tenant, "organization_name": name, "provider_org_id": ORG,
                                             "customer_contact_email": f"admin@{name.split()[0].lower()}.example",
                                             "blocks": {"provider_app": f"app-{suffix}", "workbench": f"wb-{suffix}"}}},
-                ).id
+                )).id
                 for tenant, name in NAMES.items()
             }
             deadline = time.monotonic() + 600
             while not all((s := client.read_flow_run(r).state) is not None and s.is_final() for r in runs.values()):
                 assert time.monotonic() < deadline, {t: client.read_flow_run(r).state for t, r in runs.items()}
                 time.sleep(2)
-            final = {tenant: client.read_flow_run(r).state.name for tenant, r in runs.items()}
+            final = {tenant: present(client.read_flow_run(r).state).name for tenant, r in runs.items()}
         assert final == {NO_CONSENT: "Failed", UNHEALTHY: "Failed", NO_AUDIT: "Failed", HEALTHY: "Completed", SILENT: "Failed"}, final
         time.sleep(20)  # let the last actions deliver; then nothing more may arrive
         stops = [r for r in sandbox.request_log(service="management_activity", method="POST", tenant=SILENT) if r["path"].endswith("/stop")]
@@ -146,7 +153,8 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
 
     assert subjects("team", NAMES[HEALTHY]) == [f"Onboarded: {NAMES[HEALTHY]}"]
     assert subjects("customer", NAMES[HEALTHY]) == []
-    assert subjects("team", NAMES[NO_CONSENT]) == sorted([f"Onboarding stalled: {NAMES[NO_CONSENT]}, admin_consent", f"Onboarding run onboard-{NAMES[NO_CONSENT]} Failed"])
+    assert subjects("team", NAMES[NO_CONSENT]) == sorted([f"Onboarding stalled: {NAMES[NO_CONSENT]}, admin_consent",
+                                                          f"Onboarding run onboard-{NAMES[NO_CONSENT]} Failed"])
     assert subjects("customer", NAMES[NO_CONSENT]) == sorted([
         f"Expel onboarding of {NAMES[NO_CONSENT]}: please grant admin consent to the provider's app",
         f"Reminder: Expel onboarding of {NAMES[NO_CONSENT]} is waiting for you",
@@ -154,7 +162,8 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
     assert subjects("team", NAMES[UNHEALTHY]) == sorted([
         f"Onboarding stalled: {NAMES[UNHEALTHY]}, device_healthy", f"Automatic retry: {NAMES[UNHEALTHY]}, device_healthy",
         f"Onboarding run onboard-{NAMES[UNHEALTHY]} Failed"])
-    assert subjects("team", NAMES[NO_AUDIT]) == sorted([f"Onboarding stalled: {NAMES[NO_AUDIT]}, audit_activation", f"Onboarding run onboard-{NAMES[NO_AUDIT]} Failed"])
+    assert subjects("team", NAMES[NO_AUDIT]) == sorted([f"Onboarding stalled: {NAMES[NO_AUDIT]}, audit_activation",
+                                                        f"Onboarding run onboard-{NAMES[NO_AUDIT]} Failed"])
     assert subjects("team", NAMES[SILENT]) == sorted([
         f"Onboarding stalled: {NAMES[SILENT]}, first_data", f"Automatic retry: {NAMES[SILENT]}, first_data",
         f"Onboarding run onboard-{NAMES[SILENT]} Failed"])

@@ -8,15 +8,17 @@ from collections.abc import Iterator
 
 import pytest
 from prefect.artifacts import Artifact
-from prefect.testing.utilities import prefect_test_harness
 
 from clients.http import VerifiedSession
 from core.catalogue import StepName
+from core.dispatch import sync_result
 from core.requests import BlockNames, OnboardingRequest, StepModes
 from core.results import Mode
 from core.settings import EXPEL_TENANT_ID
 from flows.onboard_tenant import onboard_tenant
 from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks, start_sandbox
+
+pytestmark = pytest.mark.slow  # needs a Prefect server
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 FRESH = "1a1a1a1a-0000-4000-8000-000000000001"
@@ -45,11 +47,6 @@ def fast_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHa
     handle.stop()
 
 
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
 
 @pytest.fixture
 def blocks(prefect_server: None, fast_sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> BlockNames:
@@ -67,7 +64,7 @@ def _request(tenant: str, name: str, blocks: BlockNames) -> OnboardingRequest:
 
 def _artifact(key: str) -> str:
     """The latest version of a keyed artifact, as the UI's Artifacts page shows it."""
-    artifact = Artifact.get(key)
+    artifact = sync_result(Artifact.get(key))
     return str(artifact.data) if artifact else ""
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas import OrchestrationResult
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 from prefect.states import Running, Suspended
-from prefect.testing.utilities import prefect_test_harness
 
 from core.catalogue import StepName
 from core.requests import BlockNames, TenantRequest
@@ -26,10 +27,12 @@ from tasks import unified_audit_log
 from tasks.step_tasks import step_task
 from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks, start_sandbox
 
+pytestmark = pytest.mark.slow  # needs a Prefect server
+
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 LATE = "2b2b2b2b-0000-4000-8000-000000000001"
 AUDIT_PENDING = "2b2b2b2b-0000-4000-8000-000000000002"
-SCENARIO = {
+SCENARIO: dict[str, Any] = {
     "replication_lag": "0s",
     "workbench": {"organizations": [{"id": ORG, "name": "Precheck"}], "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]},
     "tenants": [{"id": LATE, "display_name": "Late Consent", "initial_domain": "lateconsent.onmicrosoft.com", "consent": {"given": "late", "after": "2h"}},
@@ -49,8 +52,8 @@ def still_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxH
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[SyncPrefectClient]:
-    with prefect_test_harness(server_startup_timeout=120), get_client(sync_client=True) as client:
+def client(prefect_server: None) -> Iterator[SyncPrefectClient]:
+    with get_client(sync_client=True) as client:
         flow_id = client.create_flow_from_name("resume-onboarding")
         client.create_deployment(flow_id=flow_id, name="resume-onboarding", entrypoint="flows/resume_onboarding.py:resume_onboarding")
         onboarding_flow = client.create_flow_from_name("onboard-tenant")
@@ -69,7 +72,7 @@ def blocks(client: SyncPrefectClient, still_sandbox: SandboxHandle, monkeypatch:
 def _suspended_run(client: SyncPrefectClient, pause_key: str) -> uuid.UUID:
     deployment = client.read_deployment_by_name("onboard-tenant/onboard-tenant")
     run = client.create_flow_run_from_deployment(deployment.id, state=Running())
-    suspended = client.set_flow_run_state(run.id, Suspended(timeout_seconds=3600, pause_key=pause_key))
+    suspended: OrchestrationResult[Any] = client.set_flow_run_state(run.id, Suspended(timeout_seconds=3600, pause_key=pause_key))
     assert suspended.status.value == "ACCEPT", suspended.details
     return run.id
 
@@ -86,10 +89,12 @@ def _successors(client: SyncPrefectClient, run_id: uuid.UUID) -> list:
 
 def _state_name(client: SyncPrefectClient, run_id: uuid.UUID) -> str:
     state = client.read_flow_run(run_id).state
-    return state.name if state else ""
+    return state.name if state and state.name else ""
 
 
-def test_not_yet_consented_the_run_sleeps_on_and_the_next_check_is_scheduled(client: SyncPrefectClient, still_sandbox: SandboxHandle, blocks: BlockNames) -> None:
+def test_not_yet_consented_the_run_sleeps_on_and_the_next_check_is_scheduled(
+    client: SyncPrefectClient, still_sandbox: SandboxHandle, blocks: BlockNames
+) -> None:
     run_id = _suspended_run(client, "admin_consent-0")
     seq = still_sandbox.request_log()[-1]["seq"] if still_sandbox.request_log() else 0
 

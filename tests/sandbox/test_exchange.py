@@ -41,7 +41,15 @@ class Exo:
         if use_token:
             self.http.headers["Authorization"] = f"Bearer {token or sandbox.token(tenant, EXCHANGE)}"
 
-    def invoke(self, cmdlet: str, parameters: dict[str, Any] | None = None, *, anchor: str | None = DEFAULT_ANCHOR, path_tenant: str | None = None, **kwargs: Any) -> requests.Response:
+    def invoke(
+        self,
+        cmdlet: str,
+        parameters: dict[str, Any] | None = None,
+        *,
+        anchor: str | None = DEFAULT_ANCHOR,
+        path_tenant: str | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
         tenant = path_tenant or self.tenant
         headers = {"X-AnchorMailbox": f"{anchor}{tenant}"} if anchor else {}
         body = kwargs.pop("json", {"CmdletInput": {"CmdletName": cmdlet, "Parameters": parameters or {}}})
@@ -188,7 +196,12 @@ def test_unknown_cmdlet_is_a_400_command_not_found(sandbox: SandboxHandle) -> No
 
 def test_unknown_parameter_is_a_400_naming_it(sandbox: SandboxHandle) -> None:
     response = Exo(sandbox, FRESH).invoke("Get-AdminAuditLogConfig", {"BogusParameter": 1})
-    assert_error(response, 400, "BadRequest", "Parameter set cannot be resolved using the specified named parameters. Invalid cmdlet parameters specified. BogusParameter")
+    assert_error(
+        response,
+        400,
+        "BadRequest",
+        "Parameter set cannot be resolved using the specified named parameters. Invalid cmdlet parameters specified. BogusParameter",
+    )
 
 
 def test_a_string_for_a_boolean_parameter_is_a_400_transformation_error(sandbox: SandboxHandle) -> None:

@@ -72,7 +72,11 @@ def test_fault_list_counts_hits_and_faults_can_be_removed(sandbox: SandboxHandle
 
 @pytest.mark.parametrize(
     ("spec", "mentions"),
-    [({"service": "teams", "kind": "throttle"}, "service"), ({"service": "graph", "kind": "explode"}, "kind"), ({"service": "graph", "kind": "slow", "delay": "a while"}, "not a duration")],
+    [
+        ({"service": "teams", "kind": "throttle"}, "service"),
+        ({"service": "graph", "kind": "explode"}, "kind"),
+        ({"service": "graph", "kind": "slow", "delay": "a while"}, "not a duration"),
+    ],
 )
 def test_an_invalid_fault_is_refused_with_the_reason(sandbox: SandboxHandle, spec: dict, mentions: str) -> None:
     response = sandbox.admin("POST", "faults", json=spec)

@@ -163,6 +163,7 @@ def test_user_lookup_compares_addresses_case_insensitively(sandbox: SandboxHandl
 def test_user_lookup_by_guest_upn_with_percent_encoded_hash(sandbox: SandboxHandle) -> None:
     session = graph(sandbox, CONFIGURED)
     response = session.get("/v1.0/users", params={"$filter": f"userPrincipalName eq '{CONFIGURED_GUEST_UPN}'"})
+    assert response.request.url is not None
     assert "%23EXT%23" in response.request.url  # requests encodes '#', as Graph needs
     assert [u["mail"] for u in response.json()["value"]] == [CONFIGURED_GUEST]
 
@@ -274,7 +275,8 @@ def test_paging_with_top_follows_next_link_to_the_end(sandbox: SandboxHandle) ->
     session = graph(sandbox)
     invited = {invite(session, f"pager{i}@mdr.example").json()["invitedUser"]["id"] for i in range(3)}
     sandbox.advance(REPLICATION)
-    seen, pages = [], 0
+    seen: list[str] = []
+    pages = 0
     body = session.get("/v1.0/users", params={"$top": "1", "$filter": "userType eq 'Guest'"}).json()
     while True:
         pages += 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
-import msal
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -104,8 +104,8 @@ def test_msal_serves_the_second_request_from_its_cache(sandbox: SandboxHandle) -
 
 def _certificate_credential(sandbox: SandboxHandle, with_thumbprint: bool) -> dict[str, str]:
     files = sandbox.app_certificate()
-    pem = open(files["cert"]).read()
-    credential = {"private_key": open(files["key"]).read()}
+    pem = Path(files["cert"]).read_text()
+    credential = {"private_key": Path(files["key"]).read_text()}
     if with_thumbprint:
         credential["thumbprint"] = x509.load_pem_x509_certificate(pem.encode()).fingerprint(hashes.SHA1()).hex()
     else:
@@ -137,11 +137,11 @@ def test_an_assertion_signed_by_an_unregistered_certificate_is_aadsts700027(sand
 
 def test_an_assertion_for_another_audience_is_refused(sandbox: SandboxHandle) -> None:
     files = sandbox.app_certificate()
-    cert = x509.load_pem_x509_certificate(open(files["cert"], "rb").read())
+    cert = x509.load_pem_x509_certificate(Path(files["cert"]).read_bytes())
     now = int(time.time())
     assertion = jwt.encode(
         {"aud": "https://example.com/token", "iss": sandbox.client_id, "sub": sandbox.client_id, "exp": now + 600, "nbf": now, "jti": str(uuid.uuid4())},
-        open(files["key"]).read(),
+        Path(files["key"]).read_text(),
         algorithm="RS256",
         headers={"x5t": jwt.utils.base64url_encode(cert.fingerprint(hashes.SHA1())).decode()},
     )

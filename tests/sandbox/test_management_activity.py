@@ -9,6 +9,7 @@ Delays (audit activation, first content, the 15-minute start rule) are crossed w
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,7 +58,7 @@ class Feed:
     def content(self, content_type: str = "Audit.General", **window: Any) -> requests.Response:
         return self.call("GET", "subscriptions/content", contentType=content_type, **window)
 
-    def blobs(self, content_type: str = "Audit.General", **window: Any) -> list[dict[str, Any]]:
+    def blobs(self, content_type: str = "Audit.General", **window: Any) -> builtins.list[dict[str, Any]]:  # `list` here is Feed.list
         response = self.content(content_type, **window)
         assert response.status_code == 200, response.text
         return response.json()

@@ -16,7 +16,7 @@ CLI = [sys.executable, "-m", "m365_onboarding.cli", "sandbox"]
 
 
 def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(CLI + ["--state-dir", str(tmp_path / "state"), *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([*CLI, "--state-dir", str(tmp_path / "state"), *args], capture_output=True, text=True, timeout=60)
 
 
 def test_default_scenario_starts_prints_endpoints_and_writes_settings(tmp_path: Path) -> None:
@@ -67,7 +67,10 @@ def test_a_port_in_use_is_named_in_one_line(tmp_path: Path) -> None:
         ("tenants: [", "is not valid YAML"),
         ("- just a list", "must be a mapping at the top level"),
         ("tenants:\n  - {id: not-a-guid, display_name: X, initial_domain: x.onmicrosoft.com}", "tenants.0.id"),
-        ("tenants:\n  - {id: 11111111-1111-4111-8111-111111111111, display_name: X, initial_domain: x.onmicrosoft.com, consent: {given: late}}", "needs 'after'"),
+        (
+            "tenants:\n  - {id: 11111111-1111-4111-8111-111111111111, display_name: X, initial_domain: x.onmicrosoft.com, consent: {given: late}}",
+            "needs 'after'",
+        ),
         ("replication_lagg: 5s", "replication_lagg: Extra inputs are not permitted"),
         ("replication_lag: soon", "not a duration: 'soon'"),
         ("provider: {app: {permissions: [Mail.Send.Everything]}}", "unknown permission(s) ['Mail.Send.Everything']"),

@@ -7,12 +7,13 @@ from collections.abc import Callable
 import pytest
 
 from clients.errors import MissingPermission
+from core.results import Action, Mode, Outcome
 from tasks.console_access import ConsoleAccessStep
 from tasks.context import TenantContext
-from core.results import Action, Mode, Outcome
 from tasks.step import run_step
 from tests.conftest import CONFIGURED, FRESH, PARTIAL, WORKBENCH_ORG
 from tests.sandbox_harness import SandboxHandle
+from tests.support import present
 
 GLOBAL_READER = "f2ef992c-3afb-46b9-b7cf-a126ee74c451"
 GUEST = f"{WORKBENCH_ORG}@soc.expel.io"
@@ -63,7 +64,7 @@ def test_plan_and_guide_modes_write_nothing(step_sandbox: SandboxHandle, make_co
     assert result.outcome == (Outcome.PLANNED if mode == Mode.PLAN else Outcome.ACTION_REQUIRED)
     assert _writes(step_sandbox, FRESH) == []
     if mode == Mode.GUIDE:
-        assert GUEST in result.instructions and "Global Reader" in result.instructions and "Expel SOC" in result.instructions
+        assert GUEST in present(result.instructions) and "Global Reader" in present(result.instructions) and "Expel SOC" in present(result.instructions)
 
 
 def test_a_guest_without_the_role_only_gets_the_role(step_sandbox: SandboxHandle, make_context: Callable[..., TenantContext]) -> None:

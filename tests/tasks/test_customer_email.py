@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from prefect import flow
-from prefect.testing.utilities import prefect_test_harness
 from prefect_email import EmailServerCredentials
 
 from core.requests import TenantRequest
@@ -23,6 +22,8 @@ from sandbox.core.tls import ensure_tls_files
 from tasks.admin_consent import CONSENT
 from tasks.customer_messages import first_request, notify_customer
 from tasks.errors import UnusableChannel
+
+pytestmark = pytest.mark.slow  # needs a Prefect server
 
 TENANT = TenantRequest(tenant_id="3c3c3c3c-0000-4000-8000-000000000001", organization_name="Mail Corp",
                        provider_org_id="0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d")
@@ -33,15 +34,10 @@ class _Inbox:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
 
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))  # type: ignore[attr-defined]
         return "250 OK"
 
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from tasks.security_device import SecurityDeviceStep, Stage
 from tasks.step import run_step
 from tests.conftest import CONFIGURED, FRESH, NEVER_CONSENTS, OTHER_WORKBENCH_ORG, QUIET, UNHEALTHY, WORKBENCH_ORG
 from tests.sandbox_harness import SandboxHandle
+from tests.support import present
 
 M365 = "o365"  # the sandbox's slug; the step must discover it, so it is only asserted here
 NAMES = {FRESH: "Fresh Corp", CONFIGURED: "Configured Inc", NEVER_CONSENTS: "Never Consents LLC", UNHEALTHY: "Unhealthy Device Co", QUIET: "Quiet Tenant Pty"}
@@ -193,7 +194,7 @@ def test_an_unhealthy_device_needs_action_and_says_why(step_sandbox: SandboxHand
     step_sandbox.advance("10m")
     result = _run(make_context, tenant)
     assert result.outcome == Outcome.ACTION_REQUIRED and result.observed["stage"] == Stage.UNHEALTHY
-    assert reason in result.waiting_for and reason in result.observed["status_message"]
+    assert reason in present(result.waiting_for) and reason in result.observed["status_message"]
 
 
 # --- refusals ---------------------------------------------------------------------------------------------
@@ -221,8 +222,8 @@ def test_an_organization_the_key_cannot_see_stops_before_any_write(step_sandbox:
 
 
 def test_missing_key_or_plugin_is_a_clear_error(step_sandbox: SandboxHandle, make_context: Factory) -> None:
-    with pytest.raises(WorkbenchNotConfigured, match="WorkbenchCredentials"):
+    with pytest.raises(WorkbenchNotConfigured, match=r"WorkbenchCredentials"):
         _run(make_context, FRESH, workbench_key=None)
     ctx = _ctx(make_context, FRESH, provider={"workbench_plugin_name": "Office 365"})
-    with pytest.raises(PluginNotFound, match="'Office 365'.*Microsoft 365"):
+    with pytest.raises(PluginNotFound, match=r"'Office 365'.*Microsoft 365"):
         run_step(SecurityDeviceStep(), ctx, Mode.APPLY)

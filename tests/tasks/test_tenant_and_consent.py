@@ -8,14 +8,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from clients.errors import AppNotConsented, TenantNotFound
-from tasks.errors import ConsentIncomplete, TenantNameMismatch
+from core.results import Action, Mode, Outcome
 from tasks.admin_consent import AdminConsentStep, require_consent
 from tasks.context import TenantContext
-from core.results import Action, Mode, Outcome
+from tasks.errors import ConsentIncomplete, TenantNameMismatch
 from tasks.step import run_step
 from tasks.tenant import check_tenant
 from tests.conftest import FRESH, LATE_CONSENT, NEVER_CONSENTS, PARTIAL
 from tests.sandbox_harness import SandboxHandle
+from tests.support import present
 
 
 def test_tenant_check_confirms_id_and_name(make_context: Callable[..., TenantContext]) -> None:
@@ -45,7 +46,7 @@ def test_tenant_check_before_consent_confirms_existence_only(make_context: Calla
 def test_consent_not_given_produces_the_consent_link(step_sandbox: SandboxHandle, make_context: Callable[..., TenantContext]) -> None:
     result = run_step(AdminConsentStep(), make_context(NEVER_CONSENTS, organization_name="Never Consents LLC"), Mode.APPLY)
     assert result.outcome == Outcome.ACTION_REQUIRED and result.plan.action == Action.MANUAL
-    url = next(line.strip() for line in result.instructions.splitlines() if line.strip().startswith("https://"))
+    url = next(line.strip() for line in present(result.instructions).splitlines() if line.strip().startswith("https://"))
     assert url.startswith(f"{step_sandbox.base_url('login')}/{NEVER_CONSENTS}/adminconsent?")
     assert parse_qs(urlsplit(url).query)["client_id"] == [step_sandbox.client_id]
     page = step_sandbox.session().get(url)  # the link really opens the consent page
@@ -61,7 +62,7 @@ def test_partial_consent_names_every_missing_permission(make_context: Callable[.
     result = run_step(AdminConsentStep(), make_context(PARTIAL), Mode.APPLY)
     assert result.outcome == Outcome.ACTION_REQUIRED
     assert sorted(result.observed["missing"]) == ["ActivityFeed.Read", "User.Invite.All"]
-    assert "User.Invite.All" in result.instructions and "ActivityFeed.Read" in result.instructions
+    assert "User.Invite.All" in present(result.instructions) and "ActivityFeed.Read" in present(result.instructions)
 
 
 def test_consent_detected_once_given_even_with_a_cached_token(step_sandbox: SandboxHandle, make_context: Callable[..., TenantContext]) -> None:

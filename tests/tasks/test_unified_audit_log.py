@@ -13,6 +13,7 @@ from tasks.step import run_step
 from tasks.unified_audit_log import UnifiedAuditLogStep, restart_silent_subscriptions
 from tests.conftest import CONFIGURED, DEHYDRATED, FRESH, OTHER_ORG, PARTIAL
 from tests.sandbox_harness import SandboxHandle
+from tests.support import present
 
 ALL_TYPES = ["Audit.AzureActiveDirectory", "Audit.Exchange", "Audit.General", "Audit.SharePoint", "DLP.All"]
 
@@ -27,7 +28,7 @@ def _management_writes(sandbox: SandboxHandle, tenant: str) -> list[dict]:
 
 def test_fresh_tenant_is_enabled_then_waits_then_subscribes(step_sandbox: SandboxHandle, make_context: Callable[..., TenantContext]) -> None:
     first = run_step(UnifiedAuditLogStep(), make_context(FRESH), Mode.APPLY)
-    assert first.outcome == Outcome.WAITING and "take effect" in first.waiting_for
+    assert first.outcome == Outcome.WAITING and "take effect" in present(first.waiting_for)
     assert first.observed["ingestion_enabled"] is True and first.observed["subscriptions"] == []
     assert "Set-AdminAuditLogConfig" in _cmdlets(step_sandbox, FRESH)
     step_sandbox.advance("46m")
@@ -67,9 +68,9 @@ def test_guide_mode_gives_the_commands_and_changes_nothing_on_the_customer_side(
 ) -> None:
     result = run_step(UnifiedAuditLogStep(), make_context(DEHYDRATED), Mode.GUIDE)
     assert result.outcome == Outcome.ACTION_REQUIRED
-    assert "Enable-OrganizationCustomization" in result.instructions
-    assert "Set-AdminAuditLogConfig -UnifiedAuditLogIngestionEnabled $true" in result.instructions
-    assert "60 minutes" in result.instructions
+    assert "Enable-OrganizationCustomization" in present(result.instructions)
+    assert "Set-AdminAuditLogConfig -UnifiedAuditLogIngestionEnabled $true" in present(result.instructions)
+    assert "60 minutes" in present(result.instructions)
     assert set(_cmdlets(step_sandbox, DEHYDRATED)) <= {"Get-AdminAuditLogConfig", "Get-OrganizationConfig"}
 
 
