@@ -16,7 +16,8 @@ from pathlib import Path
 from m365_onboarding.local_stack import running, signal_all
 
 # A stand-in for a Prefect server: it takes a moment to shut down after SIGTERM.
-SLOW_CHILD = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: (time.sleep(2), sys.exit(0))); print('up', flush=True); time.sleep(120)"
+SLOW_CHILD = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: (print('stopping', flush=True), time.sleep(2), sys.exit(0))); "
+              "print('up', flush=True); time.sleep(120)")
 
 STACK = textwrap.dedent("""
     import sys, time
@@ -46,7 +47,9 @@ def test_a_second_kill_during_the_clean_up_does_not_leave_a_child_running(tmp_pa
         time.sleep(0.1)
     try:
         stack.send_signal(signal.SIGTERM)
-        time.sleep(0.5)  # the clean-up is now waiting for the slow child
+        while "stopping" not in slow_log.read_text():  # the clean-up has signalled the slow child and waits for it
+            assert time.monotonic() < deadline + 30, "the clean-up never signalled the slow child"
+            time.sleep(0.05)
         stack.send_signal(signal.SIGTERM)  # what `uv run` forwarding the first one does
         out, _ = stack.communicate(timeout=60)
         assert "stopped" in out, "the clean-up was cut short"

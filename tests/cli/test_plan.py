@@ -7,7 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from core.catalogue import StepName
 from m365_onboarding.cli import app
+from tasks.catalogue import CATALOGUE
 from tests.conftest import CONFIGURED, FRESH, NEVER_CONSENTS, WORKBENCH_ORG
 from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks
 
@@ -28,6 +30,12 @@ def block_flags(prefect_server: None, sandbox: SandboxHandle, monkeypatch: pytes
 def _plan(tenant: str, name: str, flags: list[str], *extra: str) -> tuple[int, str, str]:
     result = runner.invoke(app, ["plan", "--tenant-id", tenant, "--organization", name, "--provider-org", WORKBENCH_ORG, *flags, *extra])
     return result.exit_code, result.stdout, result.stderr
+
+
+def _table_actions(table: str) -> dict[str, str]:
+    """The step and action columns of the plan's table, by step: a row's first line holds both."""
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines() if line.startswith("│")]
+    return {row[0]: row[1] for row in cells if row and row[0] in {s.value for s in StepName}}
 
 
 def _writes(sandbox: SandboxHandle) -> list[str]:
@@ -56,9 +64,9 @@ def test_a_configured_tenant_plans_no_change_in_its_directory(sandbox: SandboxHa
 
     assert code == 0, stderr
     assert "Plan for Configured Inc" in stdout and "nothing is changed" in stdout
-    for line in stdout.splitlines():
-        if "cross_tenant_access" in line or "admin_consent" in line:
-            assert " none " in f" {line} ", line
+    actions = _table_actions(stdout)
+    assert list(actions) == [spec.name for spec, _ in CATALOGUE.planned()], stdout  # one row per step, in the guide's order
+    assert (actions["admin_consent"], actions["cross_tenant_access"]) == ("none", "none"), stdout
     assert _writes(sandbox) == []
 
 

@@ -116,7 +116,7 @@ def test_once_consent_is_given_the_resumer_wakes_the_run(client: SyncPrefectClie
 
     assert resume_onboarding(str(run_id), _precheck(blocks, timedelta(hours=2)), 0) == "resumed"
 
-    assert _state_name(client, run_id) != "Suspended"
+    assert _state_name(client, run_id) == "Resuming"  # a worker would now re-execute it
     assert _successors(client, run_id) == []
 
 
@@ -126,7 +126,7 @@ def test_at_its_stall_time_the_run_is_woken_without_looking(client: SyncPrefectC
 
     assert resume_onboarding(str(run_id), _precheck(blocks, timedelta(seconds=-1)), 0) == "resumed"
 
-    assert _state_name(client, run_id) != "Suspended"
+    assert _state_name(client, run_id) == "Resuming"
     assert still_sandbox.request_log(since=seq) == []
 
 
@@ -136,7 +136,7 @@ def test_a_check_that_fails_wakes_the_run_so_that_its_own_check_reports_it(clien
 
     assert resume_onboarding(str(run_id), _precheck(missing, timedelta(hours=2)), 0) == "resumed"
 
-    assert _state_name(client, run_id) != "Suspended"
+    assert _state_name(client, run_id) == "Resuming"
 
 
 def test_a_run_waiting_at_another_pause_is_left_to_that_pause(client: SyncPrefectClient, blocks: BlockNames) -> None:

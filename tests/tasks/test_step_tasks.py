@@ -11,13 +11,12 @@ from blocks.credentials import ProviderAppCredentials
 from clients.errors import MissingPermission
 from core.requests import BlockNames, TenantRequest
 from core.results import Mode, Outcome
-from tasks import admin_consent, console_access, cross_tenant_access
-from tasks.step_tasks import step_task
+from tasks import admin_consent, console_access, cross_tenant_access, unified_audit_log
+from tasks.step_tasks import check_tenant_task, step_task
 from tests.conftest import FRESH, PARTIAL, WORKBENCH_ORG
 from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks
 
 pytestmark = pytest.mark.slow  # needs a Prefect server
-
 
 
 @pytest.fixture
@@ -45,6 +44,20 @@ def test_steps_run_as_tasks_with_credentials_from_blocks(step_sandbox: SandboxHa
     assert onboard_first_steps(_request(FRESH, "Fresh Corp")) == [Outcome.CONVERGED] * 3
     state = step_sandbox.tenant_state(FRESH)["directory"]
     assert len(state["users"]) == 1 and len(state["partners"]) == 1
+
+
+def test_the_checks_of_one_process_ask_for_the_tenant_once_and_share_its_clients(step_sandbox: SandboxHandle, blocks: BlockNames) -> None:
+    @flow
+    def one_process(request: TenantRequest) -> None:
+        check_tenant_task(request, blocks)
+        for spec in (admin_consent.SPEC, console_access.SPEC, cross_tenant_access.SPEC, unified_audit_log.SPEC):
+            step_task(spec)(request, blocks, Mode.APPLY)
+
+    one_process(_request(FRESH, "Fresh Corp"))
+    discovery = [r for r in step_sandbox.request_log(service="login", method="GET", tenant=FRESH) if r["path"].endswith("/openid-configuration")]
+    organization = [r for r in step_sandbox.request_log(service="graph", method="GET", tenant=FRESH) if r["path"] == "/v1.0/organization"]
+    # The tenant check's discovery, and msal's when it first builds the tenant's app: not one more per step.
+    assert (len(discovery), len(organization)) == (2, 1), (discovery, organization)
 
 
 def test_a_missing_permission_fails_at_once_without_retries(step_sandbox: SandboxHandle, blocks: BlockNames) -> None:
