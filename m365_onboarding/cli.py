@@ -318,7 +318,8 @@ def onboard(
             try:
                 requests = [build_request(flags)]
             except ValidationError as exc:  # name the flags the user typed, not the model's fields
-                raise InvalidRequests(describe(exc, {"tenant_id": "--tenant-id", **{k: f"--{v}" for k, v in flag_names.items()}})) from exc
+                flag_of = {"tenant_id": "--tenant-id", **{k: f"--{v}" for k, v in flag_names.items()}, **{k: f"--{k.replace('_', '-')}" for k in modes}}
+                raise InvalidRequests(describe(exc, flag_of)) from exc
     except InvalidRequests as exc:
         for problem in exc.problems:
             err.print(f"[red]error:[/red] {problem}", highlight=False)

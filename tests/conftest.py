@@ -1,5 +1,5 @@
 """Shared fixtures: one real sandbox process per test session, reset before each test that uses it,
-and one test Prefect server for the tests that run flows and tasks in-process.
+and a test Prefect server per package for the tests that run flows and tasks in-process.
 
 Tests that need a Prefect server (or start a demo, a worker) are marked ``slow``: ``make test-fast``
 leaves them out, ``make test`` runs everything.
@@ -46,9 +46,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(f"these tests use a Prefect server but are not marked slow (pytestmark = pytest.mark.slow): {unmarked}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def prefect_server() -> Iterator[None]:
-    """One test Prefect server for every in-process flow and task of the session (each test saves blocks under its own names)."""
+    """One test Prefect server for the in-process flows and tasks of a test package (each test saves blocks under its own names).
+
+    Per package, not per session: the harness drains Prefect's event and log workers when it stops, and
+    by the end of a session they hold work for servers other tests have stopped meanwhile.
+    """
     with prefect_test_harness(server_startup_timeout=120):
         yield
 
