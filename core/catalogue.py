@@ -11,7 +11,7 @@ holds only the types, so the bottom layer can name a step without importing one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
@@ -141,7 +141,7 @@ class StepSpec:
     permissions: StepPermissions | None
     step: Step[Any, Any, Any] | None = None  # None for a check that plans nothing (the tenant check)
     mode_chosen: bool = False  # the preflight picks apply or guide from the granted permissions; the team may force one
-    waits: tuple[WaitSpec, ...] = field(default=())
+    waits: tuple[WaitSpec, ...] = ()
 
     @property
     def line(self) -> Line:

@@ -82,7 +82,7 @@ class WaitRunner:
             self.run.outcome = wait.quiet_end.outcome
             return result.model_copy(update={"message": wait.quiet_end.detail})
         error = wait.limit_error(result) if wait.limit_error else WaitLimitReached(
-            f"{wait.name}: not reached before the limit; last seen: {result.waiting_for or result.message}")
+            f"{wait.name}: still waiting for {result.waiting_for or wait.waiting_for} when the limit came; last observed: {result.message}")
         self.run.fail(wait.name, error)
 
     def _until_done(self, wait: WaitSpec, check: StepTask, mode: Mode) -> tuple[StepResult, bool]:

@@ -1,5 +1,6 @@
 """Shared fixtures: one real sandbox process per test session, reset before each test that uses it,
-and a test Prefect server per package for the tests that run flows and tasks in-process.
+and (in tests/cli, tests/flows and tests/tasks) a test Prefect server per package for the tests
+that run flows and tasks in-process.
 
 Tests that need a Prefect server (or start a demo, a worker) are marked ``slow``: ``make test-fast``
 leaves them out, ``make test`` runs everything.
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from tasks.context import TenantContext
 from tasks.runtime import tenant_context
@@ -44,17 +44,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     unmarked = [item.nodeid for item in items if "prefect_server" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
     if unmarked:
         raise pytest.UsageError(f"these tests use a Prefect server but are not marked slow (pytestmark = pytest.mark.slow): {unmarked}")
-
-
-@pytest.fixture(scope="package")
-def prefect_server() -> Iterator[None]:
-    """One test Prefect server for the in-process flows and tasks of a test package (each test saves blocks under its own names).
-
-    Per package, not per session: the harness drains Prefect's event and log workers when it stops, and
-    by the end of a session they hold work for servers other tests have stopped meanwhile.
-    """
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+from prefect.testing.utilities import prefect_test_harness
 
 from m365_onboarding.local_stack import process_tree
 from tests.sandbox_harness import free_port_block
@@ -124,3 +126,14 @@ def start_prefect(tmp: Path, timeout: float = 180, server_env: dict[str, str] | 
     stack.server = _launch_server(stack, port)
     _wait_healthy(stack, timeout)
     return stack
+
+
+def in_process_server() -> Iterator[None]:
+    """A test Prefect server (Prefect's own harness) that this process's flows and tasks talk to.
+
+    Each test package that needs one declares it as its package-scoped ``prefect_server`` fixture:
+    one server per package, not per session, because the harness drains Prefect's event and log
+    workers when it stops, and by the end of a session they hold work for servers other tests stopped.
+    """
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
