@@ -80,8 +80,7 @@ class TokenProvider:
                 raise TenantNotFound(f"Tenant {tenant_id} was not found at {self.login_base_url} (OIDC discovery refused it).") from exc
             raise
         except requests.RequestException as exc:
-            reason = connection_failure(exc)
-            raise ApiConnectionError(f"login: cannot reach {self.login_base_url}: {reason}", reason=reason) from exc
+            raise ApiConnectionError(f"login: cannot reach {self.login_base_url}: {connection_failure(exc)}") from exc
         self._apps[tenant_id] = app
         return app
 
@@ -90,8 +89,7 @@ class TokenProvider:
         try:
             result = self._app(tenant_id).acquire_token_for_client(scopes=[f"{audience.rstrip('/')}/.default"])
         except requests.RequestException as exc:
-            reason = connection_failure(exc)
-            raise ApiConnectionError(f"login: token request for tenant {tenant_id} failed: {reason}", reason=reason) from exc
+            raise ApiConnectionError(f"login: token request for tenant {tenant_id} failed: {connection_failure(exc)}") from exc
         if "access_token" in result:
             return result["access_token"]
         error = _token_error(tenant_id, self.client_id, audience, result)

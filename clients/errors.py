@@ -107,11 +107,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {400: BadRequest, 401: Unauthorized, 403
 
 
 class ApiConnectionError(OnboardingError):
-    """The request never got an HTTP answer (DNS, TLS, refused connection); ``reason`` says which."""
-
-    def __init__(self, message: str, *, reason: str = "", next_action: str | None = None) -> None:
-        self.reason = reason
-        super().__init__(message, next_action=next_action)
+    """The request never got an HTTP answer (DNS, TLS, refused connection); the message says which, the cause is kept."""
 
 
 class ApiTimeout(ApiConnectionError):

@@ -90,8 +90,9 @@ def connection_failure(exc: BaseException) -> str:
     certificate = next((e for e in causes if isinstance(e, ssl.SSLCertVerificationError)), None)
     if certificate is not None:
         return f"TLS certificate verification failed ({certificate.verify_message or certificate.reason}): is the CA bundle the service's?"
-    if any(isinstance(e, ssl.SSLError) for e in causes):
-        return f"TLS handshake failed ({next(e for e in causes if isinstance(e, ssl.SSLError))})"
+    handshake = next((e for e in causes if isinstance(e, ssl.SSLError)), None)
+    if handshake is not None:
+        return f"TLS handshake failed ({handshake})"
     if any(isinstance(e, ConnectionRefusedError) for e in causes):
         return "connection refused (nothing listens there)"
     if any(isinstance(e, NameResolutionError | socket.gaierror) for e in causes):
@@ -231,9 +232,8 @@ class ApiClient:
             response = session.request(method, url, params=params, json=json, headers=all_headers, timeout=self.timeout_s)
         except requests.RequestException as exc:
             if _is_timeout(exc):
-                raise ApiTimeout(f"{self.service} {operation}: no answer within {self.timeout_s:g}s from {self.base_url}", reason="timeout") from exc
-            reason = connection_failure(exc)
-            raise ApiConnectionError(f"{self.service} {operation}: cannot reach {self.base_url}: {reason}", reason=reason) from exc
+                raise ApiTimeout(f"{self.service} {operation}: no answer within {self.timeout_s:g}s from {self.base_url}") from exc
+            raise ApiConnectionError(f"{self.service} {operation}: cannot reach {self.base_url}: {connection_failure(exc)}") from exc
         request_id = response.headers.get("request-id") or response.headers.get("x-request-id") or response.headers.get("x-ms-request-id")
         logger.debug("%s %s %s -> %s request-id=%s", self.service, method, operation, response.status_code, request_id)
         if response.status_code in expected:
