@@ -19,12 +19,13 @@ import requests
 from clients.errors import (
     ApiConnectionError,
     ApiError,
+    ApiTimeout,
     AppNotConsented,
     InvalidCredentials,
     TenantNotFound,
     Throttled,
 )
-from clients.http import VerifiedSession, connection_failure
+from clients.http import VerifiedSession, connection_failure, forget_requests, is_timeout
 
 logger = logging.getLogger("m365_onboarding.auth")
 
@@ -72,7 +73,8 @@ class TokenProvider:
                 client_credential=self._credential(),
                 # Instance discovery would ask the global host about a sovereign or sandbox authority.
                 instance_discovery=False,
-                http_client=VerifiedSession(self._ca_bundle),
+                # msal ignores its own timeout once given an http_client: the session applies it.
+                http_client=VerifiedSession(self._ca_bundle, timeout_s=self._timeout_s),
                 timeout=self._timeout_s,
             )
         except ValueError as exc:
@@ -80,7 +82,7 @@ class TokenProvider:
                 raise TenantNotFound(f"Tenant {tenant_id} was not found at {self.login_base_url} (OIDC discovery refused it).") from exc
             raise
         except requests.RequestException as exc:
-            raise ApiConnectionError(f"login: cannot reach {self.login_base_url}: {connection_failure(exc)}") from exc
+            raise self._unanswered(f"login: cannot reach {self.login_base_url}", exc) from exc
         self._apps[tenant_id] = app
         return app
 
@@ -89,7 +91,12 @@ class TokenProvider:
         try:
             result = self._app(tenant_id).acquire_token_for_client(scopes=[f"{audience.rstrip('/')}/.default"])
         except requests.RequestException as exc:
-            raise ApiConnectionError(f"login: token request for tenant {tenant_id} failed: {connection_failure(exc)}") from exc
+            raise self._unanswered(f"login: token request for tenant {tenant_id} failed", exc) from exc
+        except jwt.InvalidKeyError as exc:  # msal signs the assertion with the block's key only now
+            raise InvalidCredentials(
+                f"The provider's app certificate key cannot sign the login assertion for tenant {tenant_id}: "
+                "it is not an unencrypted PEM private key of the certificate."
+            ) from exc
         if "access_token" in result:
             return result["access_token"]
         error = _token_error(tenant_id, self.client_id, audience, result)
@@ -97,6 +104,13 @@ class TokenProvider:
             # msal replays a 400 from its HTTP cache for 60 s; a fresh app sees consent as soon as it lands.
             self._apps.pop(tenant_id, None)
         raise error
+
+    def _unanswered(self, what: str, exc: requests.RequestException) -> ApiConnectionError:
+        """The error for a login request that got no answer; requests' copy of the request (the secret or assertion in its body) is dropped."""
+        forget_requests(exc)
+        if is_timeout(exc):
+            return ApiTimeout(f"{what}: no answer within {self._timeout_s:g}s")
+        return ApiConnectionError(f"{what}: {connection_failure(exc)}")
 
     def roles(self, tenant_id: str, audience: str, *, fresh: bool = False) -> list[str]:
         """Application permissions a token for ``audience`` carries (its ``roles`` claim).

@@ -96,6 +96,24 @@ class ServerError(ApiError):
     """5xx: the service failed; retry later."""
 
 
+class UntrustedNextLink(ApiError):
+    """A page linked its next page off the service's own scheme, host and port: not followed, no credential sent.
+
+    The real services page on their own host, so such a link is a misconfiguration or an attack,
+    not something a retry fixes. ``status`` and ``request_id`` are those of the page that carried
+    the link; ``link_origin`` names where it pointed (scheme, host and port only).
+    """
+
+    next_action = (
+        "Nothing was sent to that host. Check the service's base URL setting; if it is right, report the link to the service "
+        "(with the request id) before re-running the step."
+    )
+
+    def __init__(self, *args: Any, link_origin: str, **kwargs: Any) -> None:
+        self.link_origin = link_origin
+        super().__init__(*args, **kwargs)
+
+
 def status_error_class(status: int) -> type[ApiError]:
     """The most specific :class:`ApiError` subclass for an HTTP status."""
     if status >= 500:
@@ -212,6 +230,27 @@ class WorkbenchRoleRequired(PermissionDenied):
         "Use an API key of a Workbench service account with the Organization Admin role that is not read-only, "
         "in the customer's organization (Organization Settings > Service Accounts)."
     )
+
+
+class WorkbenchOrganizationMismatch(OnboardingError):
+    """The request's provider organization is not the one the Workbench credentials are for: refused before any write.
+
+    A mistyped provider-organization GUID that the key can also see would otherwise register the
+    tenant under another customer (and invite the SOC guest under the wrong address).
+    """
+
+    next_action = (
+        "Check the tenant's provider organization GUID (--provider-org, or provider_org_id in the CSV) with the customer's Workbench "
+        "organization, or name the Workbench credentials block of that organization (--workbench-block)."
+    )
+
+    def __init__(self, requested: str, allowed: str) -> None:
+        self.requested = requested
+        self.allowed = allowed
+        super().__init__(
+            f"provider organization {requested} is not {allowed}, the organization the Workbench credentials are for: "
+            "refused before anything was written."
+        )
 
 
 class PluginNotFound(OnboardingError):

@@ -100,15 +100,16 @@ class ExchangeAdminClient(ApiClient):
         return error
 
     def invoke(self, cmdlet: str, parameters: dict[str, Any] | None = None, *, anchor: str = DEFAULT_ANCHOR) -> list[dict[str, Any]]:
-        """Run one cmdlet and return its ``value`` list (following ``@odata.nextLink``)."""
+        """Run one cmdlet and return its ``value`` list (following ``@odata.nextLink`` on Exchange's own host only)."""
         body = {"CmdletInput": {"CmdletName": cmdlet, "Parameters": parameters or {}}}
         headers = {"X-AnchorMailbox": f"{anchor}{self.tenant_id}", "Prefer": "odata.maxpagesize=1000"}
         url: str | None = f"/adminapi/beta/{self.tenant_id}/InvokeCommand"
         values: list[dict[str, Any]] = []
         while url:
-            data = self.request("POST", url, operation=cmdlet, json=body, headers=headers, idempotent_post=True).json()
+            response = self.request("POST", url, operation=cmdlet, json=body, headers=headers, idempotent_post=True)
+            data = response.json()
             values.extend(data.get("value") or [])
-            url = data.get("@odata.nextLink")
+            url = self.next_page(data.get("@odata.nextLink"), response, operation=cmdlet)
         return values
 
     def get_admin_audit_log_config(self) -> AdminAuditLogConfig:

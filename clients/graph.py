@@ -136,12 +136,13 @@ class GraphClient(ApiClient):
         return self.request(method, path, operation=operation, **kwargs)
 
     def _list(self, path: str, operation: str, params: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
-        """Every item of a collection, following ``@odata.nextLink``."""
-        items: list[dict[str, Any]] = []
-        body = self._call("GET", path, operation, params=params, headers=headers).json()
-        items.extend(body.get("value", []))
-        while body.get("@odata.nextLink"):
-            body = self._call("GET", body["@odata.nextLink"], operation).json()
+        """Every item of a collection, following ``@odata.nextLink`` on Graph's own host only (:meth:`next_page`)."""
+        response = self._call("GET", path, operation, params=params, headers=headers)
+        body = response.json()
+        items: list[dict[str, Any]] = list(body.get("value", []))
+        while next_url := self.next_page(body.get("@odata.nextLink"), response, operation=operation):
+            response = self._call("GET", next_url, operation)
+            body = response.json()
             items.extend(body.get("value", []))
         return items
 

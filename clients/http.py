@@ -4,40 +4,149 @@
 session's ``verify`` setting (psf/requests#3829), so a session configured for the sandbox CA would
 silently verify against the system bundle on machines that set them, and fail. Passing ``verify``
 with every request is the documented way round it.
+
+A client's credential goes to its own base URL's scheme, host and port only: a next-page link
+elsewhere is refused (:meth:`ApiClient.next_page`), and no error keeps requests' copy of a request
+(its Authorization header, a token request's secret). ``Retry-After`` is read in one place,
+:func:`retry_after_seconds`, in both of its forms (seconds or an HTTP-date).
 """
 
 from __future__ import annotations
 
+import email.utils
 import logging
+import re
 import socket
 import ssl
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Self, TypedDict
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, LocationParseError, NameResolutionError, NewConnectionError, ReadTimeoutError
+from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
-from clients.errors import ApiConnectionError, ApiError, ApiTimeout, Throttled, status_error_class
+from clients.errors import ApiConnectionError, ApiError, ApiTimeout, InvalidCredentials, Throttled, UntrustedNextLink, status_error_class
 
 
 class VerifiedSession(requests.Session):
-    """A ``requests.Session`` that sends its CA bundle (or True) with every request; never False."""
+    """A ``requests.Session`` that sends its CA bundle (or True) with every request; never False.
 
-    def __init__(self, ca_bundle: str | Path | None = None) -> None:
+    ``timeout_s``, when given, is the timeout of every request that names none: msal ignores its
+    own ``timeout`` argument once it is handed an ``http_client``, so without it a token request
+    that never answers would wait forever.
+    """
+
+    def __init__(self, ca_bundle: str | Path | None = None, timeout_s: float | None = None) -> None:
         super().__init__()
         self.ca_bundle: str | bool = str(ca_bundle) if ca_bundle else True
         self.verify = self.ca_bundle
+        self.timeout_s = timeout_s
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("verify") is False:
             raise ValueError("TLS verification cannot be turned off")
         kwargs["verify"] = self.ca_bundle
+        if self.timeout_s is not None and kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout_s
         return super().request(method, url, *args, **kwargs)
+
+
+# --- Retry-After -----------------------------------------------------------------------------------
+
+# RFC 9110 §10.2.3: delay-seconds is a whole number; a decimal is read too, as some services send one.
+_DELAY_SECONDS = re.compile(r"[ \t]*([0-9]{1,12}(?:\.[0-9]{1,6})?)[ \t]*")  # ASCII digits only: \d would take any script's
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value from requests', urllib3's (both case-insensitive) or a plain mapping."""
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+    return value
+
+
+def retry_after_seconds(source: Any, *, now: float | None = None) -> float | None:
+    """The seconds a ``Retry-After`` asks to wait, in either of its forms: delay-seconds or an HTTP-date.
+
+    ``source`` is a response (requests' or urllib3's), its headers, or the header's value. A date in
+    the past is 0; a missing or unreadable value is None (the caller then backs off on its own).
+    Every place the project reads Retry-After goes through here.
+    """
+    if source is None or isinstance(source, str):
+        value = source
+    else:
+        value = _header(getattr(source, "headers", source), "Retry-After")
+    if value is None:
+        return None
+    delay = _DELAY_SECONDS.fullmatch(value)
+    if delay:
+        return float(delay[1])
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # the obsolete RFC 850 and asctime forms carry no zone; HTTP-dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+# --- links: the credential goes to the client's own origin only ---------------------------------------
+Origin = tuple[str, str, int | None]
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def url_origin(url: str) -> Origin | None:
+    """``(scheme, host, port)`` of an absolute URL, the port filled in; None when it is not one we can trust to mean that.
+
+    A URL whose parsers could disagree about its host (user info, a backslash, spaces or control
+    characters) has no origin here: requests (urllib3) and :func:`urllib.parse.urlsplit` must agree.
+    """
+    if "\\" in url or any(c.isspace() or not c.isprintable() for c in url):
+        return None
+    try:
+        parts, parsed = urlsplit(url), parse_url(url)
+        port = parts.port
+    except (ValueError, LocationParseError):
+        return None
+    if parts.username is not None or parts.password is not None or not parts.scheme or not parts.hostname:
+        return None
+    scheme = parts.scheme.lower()
+    origin = (scheme, parts.hostname.lower(), port or _DEFAULT_PORTS.get(scheme))
+    parsed_scheme = (parsed.scheme or "").lower()
+    parsed_host = (parsed.host or "").lower().removeprefix("[").removesuffix("]")  # urllib3 keeps an IPv6 address's brackets
+    return origin if origin == (parsed_scheme, parsed_host, parsed.port or _DEFAULT_PORTS.get(parsed_scheme)) else None
+
+
+def describe_origin(url: str) -> str:
+    """Where a URL points, for a message: ``scheme://host:port`` only (no path, query or user info), printable."""
+    try:
+        parts = urlsplit(url)
+        where = f"{parts.scheme}://{parts.hostname or '?'}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        where = url.split("/")[2] if url.count("/") >= 2 else url
+    printable = "".join(c if c.isprintable() and not c.isspace() else "?" for c in where)
+    return printable[:120] + ("…" if len(printable) > 120 else "")
+
+
+def forget_requests(exc: BaseException) -> BaseException:
+    """Drop the request and response that requests keeps on its exceptions, in all of ``exc``'s chain.
+
+    The prepared request holds the Authorization header and the body (a token request's client
+    secret or assertion); an error we raise from one must not hand them to whoever reads its cause.
+    """
+    for current in _causes(exc):
+        if isinstance(current, requests.RequestException):
+            current.request = None
+            current.response = None
+    return exc
 
 
 # --- the JSON client every API client builds on ------------------------------------------------------
@@ -60,7 +169,7 @@ def error_envelope(response: requests.Response) -> dict[str, Any] | None:
     return error if isinstance(error, dict) else None
 
 
-def _is_timeout(exc: requests.RequestException) -> bool:
+def is_timeout(exc: requests.RequestException) -> bool:
     """True for a timeout, also when urllib3's retries wrapped it into a ConnectionError."""
     if isinstance(exc, requests.Timeout):
         return True
@@ -104,18 +213,27 @@ def connection_failure(exc: BaseException) -> str:
 class CappedRetry(Retry):
     """urllib3's Retry, with Retry-After capped so that one throttled call cannot sleep for minutes.
 
-    A longer wait is left to the caller (Prefect task retries) once the retries run out.
+    A longer wait is left to the caller (Prefect task retries) once the retries run out. The cap is
+    an argument, kept by :meth:`new`: urllib3 makes a fresh Retry for every attempt, so a cap set on
+    the first instance only would be lost after the first retry. Retry-After is read by
+    :func:`retry_after_seconds`, so a value urllib3 cannot parse backs off instead of failing the call.
     """
 
-    max_retry_after_s: float = 120.0
+    def __init__(self, *args: Any, max_retry_after_s: float = 120.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_retry_after_s = max_retry_after_s
+
+    def new(self, **kw: Any) -> Self:
+        kw.setdefault("max_retry_after_s", self.max_retry_after_s)
+        return super().new(**kw)
 
     def get_retry_after(self, response: Any) -> float | None:
-        value = super().get_retry_after(response)
+        value = retry_after_seconds(response)
         return None if value is None else min(value, self.max_retry_after_s)
 
 
-def make_retry(retries: int, max_retry_after_s: float, methods: frozenset[str] = IDEMPOTENT_METHODS) -> Retry:
-    retry = CappedRetry(
+def make_retry(retries: int, max_retry_after_s: float, methods: frozenset[str] = IDEMPOTENT_METHODS) -> CappedRetry:
+    return CappedRetry(
         total=retries,
         connect=retries,
         read=retries,
@@ -128,9 +246,16 @@ def make_retry(retries: int, max_retry_after_s: float, methods: frozenset[str] =
         backoff_max=30,
         backoff_jitter=0.5,
         raise_on_status=False,
+        max_retry_after_s=max_retry_after_s,
     )
-    retry.max_retry_after_s = max_retry_after_s
-    return retry
+
+
+# "<scheme> <credentials>" as one header value: printable ASCII, one space after the scheme, none elsewhere.
+_VALID_CREDENTIAL = re.compile(r"[!-~]+ [!-~]+")
+
+
+def _request_id(response: requests.Response) -> str | None:
+    return response.headers.get("request-id") or response.headers.get("x-request-id") or response.headers.get("x-ms-request-id")
 
 
 class ClientOptions(TypedDict):
@@ -175,6 +300,10 @@ class ApiClient:
         if not base_url.startswith("https://"):
             raise ValueError(f"{self.service} base URL must be https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
+        origin = url_origin(self.base_url)
+        if origin is None:
+            raise ValueError(f"{self.service} base URL is not a plain https://host[:port] URL: {describe_origin(self.base_url)}")
+        self.origin: Origin = origin  # the only scheme, host and port the credential is ever sent to
         self.tenant_id = tenant_id
         self._authorization = authorization  # None: the service needs no credential (OIDC discovery)
         self.timeout_s = timeout_s
@@ -205,6 +334,49 @@ class ApiClient:
         """What a status error means for the onboarding (a missing permission, a refused device, …); as is by default."""
         return error
 
+    # --- where requests go -----------------------------------------------------------------------------
+    def _url(self, path_or_url: str) -> str:
+        """The URL for a path of this service, or an absolute URL on its own origin (a next link :meth:`next_page` accepted)."""
+        if path_or_url.startswith("/") and not path_or_url.startswith("//"):
+            return f"{self.base_url}{path_or_url}"
+        if url_origin(path_or_url) != self.origin:
+            # Never reached through next_page; a guard so that no future caller sends the credential elsewhere.
+            raise ValueError(f"{self.service}: refusing to send a request to {describe_origin(path_or_url)}, which is not {self.base_url}")
+        return path_or_url
+
+    def next_page(self, link: Any, page: requests.Response, *, operation: str) -> str | None:
+        """The absolute URL of ``page``'s next-page link, or None when there is none.
+
+        The real services page on their own host, so a link to another scheme, host or port is
+        refused (:class:`UntrustedNextLink`) rather than followed with the credential attached. A
+        relative link is resolved against the page's URL; a JSON:API link object by its ``href``.
+        """
+        if isinstance(link, dict):
+            link = link.get("href")
+        if not link:
+            return None
+        url = urljoin(page.url or f"{self.base_url}/", link) if isinstance(link, str) else None
+        if url is None or url_origin(url) != self.origin:
+            where = describe_origin(url) if url else f"a {type(link).__name__}, not a URL"
+            raise UntrustedNextLink(
+                self.service, page.status_code, None, f"the next-page link points to {where}", operation=operation,
+                request_id=_request_id(page), link_origin=where,
+                explanation=f"the next-page link points to {where}, not to {self.base_url}: it was not followed, and no credential was sent there",
+            )
+        return url
+
+    def _checked_authorization(self, operation: str) -> str:
+        """The Authorization value, refused before it is sent if requests would reject it: its error would quote the credential."""
+        assert self._authorization is not None
+        value = self._authorization()
+        if not _VALID_CREDENTIAL.fullmatch(value):
+            raise InvalidCredentials(
+                f"{self.service} {operation}: the credential has spaces, line breaks or control characters (pasted with a line end?); "
+                "it was not sent.",
+                next_action="Save the secret in its credentials block again, without surrounding spaces or line breaks.",
+            )
+        return value
+
     # --- requests -----------------------------------------------------------------------------------
     def request(
         self,
@@ -223,18 +395,19 @@ class ApiClient:
         ``idempotent_post`` marks a POST that may be repeated safely (a read, or a write of an
         absolute value), so it gets the same retries as a GET.
         """
-        url = path_or_url if path_or_url.startswith("https://") else f"{self.base_url}{path_or_url}"
+        url = self._url(path_or_url)
         all_headers = {"client-request-id": str(uuid.uuid4()), **(headers or {})}
         if self._authorization is not None:
-            all_headers["Authorization"] = self._authorization()
+            all_headers["Authorization"] = self._checked_authorization(operation)
         try:
             session = self.idempotent_post_session if idempotent_post else self.session
             response = session.request(method, url, params=params, json=json, headers=all_headers, timeout=self.timeout_s)
         except requests.RequestException as exc:
-            if _is_timeout(exc):
+            forget_requests(exc)
+            if is_timeout(exc):
                 raise ApiTimeout(f"{self.service} {operation}: no answer within {self.timeout_s:g}s from {self.base_url}") from exc
             raise ApiConnectionError(f"{self.service} {operation}: cannot reach {self.base_url}: {connection_failure(exc)}") from exc
-        request_id = response.headers.get("request-id") or response.headers.get("x-request-id") or response.headers.get("x-ms-request-id")
+        request_id = _request_id(response)
         logger.debug("%s %s %s -> %s request-id=%s", self.service, method, operation, response.status_code, request_id)
         if response.status_code in expected:
             return response
@@ -242,8 +415,7 @@ class ApiClient:
         cls = self.error_class(response.status_code, details.code)
         extra: dict[str, Any] = {}
         if issubclass(cls, Throttled):
-            retry_after = response.headers.get("Retry-After")
-            extra["retry_after"] = float(retry_after) if retry_after and retry_after.isdigit() else None
+            extra["retry_after"] = retry_after_seconds(response)  # the service's full wait, uncapped: the caller's to honour
         error = cls(self.service, response.status_code, details.code, details.message, request_id=request_id, operation=operation,
                     errors=details.errors, **extra)
         translated = self.translate(error)

@@ -103,14 +103,15 @@ class ManagementActivityClient(ApiClient):
         return [Subscription.model_validate(s) for s in data]
 
     def list_content(self, content_type: str, start: datetime | None = None, end: datetime | None = None) -> list[ContentBlob]:
-        """Content blobs of one type in a window (default: the last 24 h), following ``NextPageUri``."""
+        """Content blobs of one type in a window (default: the last 24 h), following ``NextPageUri`` on the service's own host."""
+        operation = "subscriptions/content"
         params = self._params(contentType=content_type)
         if start and end:
             params |= {"startTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "endTime": end.strftime("%Y-%m-%dT%H:%M:%S")}
-        blobs: list[ContentBlob] = []
-        url: str | None = self._path("content")
-        while url:
-            response = self.request("GET", url, operation="subscriptions/content", params=params if url.startswith("/") else None)
+        response = self.request("GET", self._path("content"), operation=operation, params=params)
+        blobs = [ContentBlob.model_validate(b) for b in response.json()]
+        # The next page's URI carries the whole query (the window and the PublisherIdentifier).
+        while next_url := self.next_page(response.headers.get("NextPageUri"), response, operation=operation):
+            response = self.request("GET", next_url, operation=operation)
             blobs.extend(ContentBlob.model_validate(b) for b in response.json())
-            url = response.headers.get("NextPageUri")
         return blobs

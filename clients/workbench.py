@@ -10,6 +10,7 @@ read-only (reference §1a). :meth:`WorkbenchClient.translate` is the one place e
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime
 from typing import Any, Self
 
@@ -23,6 +24,7 @@ from clients.errors import (
     PermissionDenied,
     PluginNotFound,
     Unauthorized,
+    WorkbenchOrganizationMismatch,
     WorkbenchRoleRequired,
 )
 from clients.http import ApiClient, ErrorDetails
@@ -134,19 +136,32 @@ def _require_id(value: str, name: str) -> str:
     return value
 
 
+def _normal_guid(value: str) -> str:
+    """A GUID in its canonical form (lower case, hyphens, no braces), or the text as given when it is not one."""
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return value.strip().lower()
+
+
 def _describe(error: dict[str, Any]) -> str:
     return ": ".join(str(error[k]) for k in ("title", "detail") if error.get(k)) or str(error.get("code") or "error")
 
 
 # --- client ------------------------------------------------------------------------------------------
 class WorkbenchClient(ApiClient):
-    """Workbench API v2 for one API key (the key decides the organization it can see)."""
+    """Workbench API v2 for one API key (the key decides the organization it can see).
+
+    ``organization_id`` (the credentials block's, when it names one) is the only organization the
+    client looks up or registers devices in: :meth:`require_organization` refuses any other.
+    """
 
     service = "workbench"
 
-    def __init__(self, *args: Any, page_limit: int = 100, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, page_limit: int = 100, organization_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.page_limit = page_limit
+        self.organization_id = _normal_guid(organization_id) if organization_id else None
         self.session.headers["Accept"] = f"{MEDIA_TYPE}, {PLAIN_JSON}"
         self.write_media_type = MEDIA_TYPE
         self.nested_alert_filter: bool | None = None  # learned on first use: does the server take the two-level filter?
@@ -182,13 +197,15 @@ class WorkbenchClient(ApiClient):
 
     # --- plumbing -----------------------------------------------------------------------------------
     def _pages(self, resource: str, operation: str, params: list[tuple[str, str]], *, sort: bool = True) -> list[dict[str, Any]]:
-        """Every page of a list, following ``links.next`` until it is absent."""
+        """Every page of a list, following ``links.next`` (on Workbench's own host only) until it is absent."""
         query = [*params, ("page[limit]", str(self.page_limit)), *(DEFAULT_SORT if sort else [])]
-        pages = [self.request("GET", f"{API}/{resource}", operation=operation, params=query).json()]
+        response = self.request("GET", f"{API}/{resource}", operation=operation, params=query)
+        pages = [response.json()]
         seen: set[str] = set()
-        while (next_url := (pages[-1].get("links") or {}).get("next")) and next_url not in seen:
+        while (next_url := self.next_page((pages[-1].get("links") or {}).get("next"), response, operation=operation)) and next_url not in seen:
             seen.add(next_url)  # a server repeating a link must not loop us forever
-            pages.append(self.request("GET", next_url, operation=operation).json())
+            response = self.request("GET", next_url, operation=operation)
+            pages.append(response.json())
         return pages
 
     def _list(self, resource: str, operation: str, params: list[tuple[str, str]], *, sort: bool = True) -> list[dict[str, Any]]:
@@ -234,10 +251,20 @@ class WorkbenchClient(ApiClient):
             raise PluginNotFound(f"Workbench lists {found} active plugin(s) named {display_name!r}; its plugins are: {names}.")
         return matches[0]
 
+    def require_organization(self, organization_id: str) -> None:
+        """Refuse an organization other than the client's own, when it has one; before any request.
+
+        Raises:
+            WorkbenchOrganizationMismatch: ``organization_id`` is not the client's organization.
+        """
+        if self.organization_id is not None and _normal_guid(organization_id) != self.organization_id:
+            raise WorkbenchOrganizationMismatch(organization_id, self.organization_id)
+
     # --- security devices -----------------------------------------------------------------------------
     def find_security_devices(self, organization_id: str, plugin_slug: str) -> list[SecurityDevice]:
         """The organization's devices of one plugin, oldest first."""
-        params = [("filter[organization][id]", _require_id(organization_id, "organization_id")),
+        self.require_organization(_require_id(organization_id, "organization_id"))
+        params = [("filter[organization][id]", organization_id),
                   ("filter[plugin_slug]", _require_id(plugin_slug, "plugin_slug")), RAW_STATUS]
         return [SecurityDevice.from_resource(r) for r in self._list("security_devices", "list_security_devices", params)]
 
@@ -251,7 +278,9 @@ class WorkbenchClient(ApiClient):
         Raises:
             DeviceRejected: Workbench answered 400; the message holds its JSON:API detail.
             WorkbenchRoleRequired: the key may not create devices.
+            WorkbenchOrganizationMismatch: the client is bound to another organization (nothing is sent).
         """
+        self.require_organization(_require_id(organization_id, "organization_id"))
         body = {
             "data": {
                 "type": "security_devices",

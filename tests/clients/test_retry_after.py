@@ -1,0 +1,127 @@
+"""Retry-After, in both of its forms (RFC 9110 §10.2.3), is honoured, capped by MAX_RETRY_AFTER_S on every retry."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from collections.abc import Callable
+
+import pytest
+from requests.structures import CaseInsensitiveDict
+from urllib3 import HTTPHeaderDict
+
+from clients.errors import Throttled
+from clients.graph import GraphClient
+from clients.http import CappedRetry, make_retry, retry_after_seconds
+from sandbox.core.tls import TlsFiles
+from tasks.context import TenantContext
+from tests.clients.tls_stub import Answer, StubServer
+from tests.conftest import FRESH
+from tests.sandbox_harness import SandboxHandle
+
+NOW = 1_790_000_000.0  # a fixed "now" for the pure parsing cases
+THROTTLED = {"error": {"code": "TooManyRequests", "message": "Too many requests"}}
+ORGANIZATION = {"value": [{"id": FRESH, "displayName": "Fresh Corp"}]}
+
+
+def _http_date(timestamp: float) -> str:
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+# --- parsing -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("120", 120.0),
+    (" 7 ", 7.0),
+    ("0", 0.0),
+    ("1.5", 1.5),  # not RFC delay-seconds, but some services send it: read rather than dropped
+    (_http_date(NOW + 90), 90.0),  # IMF-fixdate: Wed, 21 Oct 2026 07:28:00 GMT
+    (email.utils.formatdate(NOW + 30, localtime=False).replace("-0000", "+0000"), 30.0),
+    (_http_date(NOW - 3600), 0.0),  # a date in the past: no wait
+    ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0),
+    (time.strftime("%A, %d-%b-%y %H:%M:%S GMT", time.gmtime(NOW + 60)), 60.0),  # RFC 850, obsolete but allowed
+    (time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(NOW + 45)), 45.0),  # asctime: no zone, read as GMT
+])
+def test_both_forms_of_retry_after_are_read(value: str, seconds: float) -> None:
+    assert retry_after_seconds(value, now=NOW) == pytest.approx(seconds, abs=0.001)
+
+
+@pytest.mark.parametrize("value", ["", "soon", "-5", "5 seconds", "1e3", "inf", "nan", "Wed, 99 Oct 2026 07:28:00 GMT", "0x10"])
+def test_garbage_is_none(value: str) -> None:
+    assert retry_after_seconds(value, now=NOW) is None
+
+
+def test_it_reads_a_response_or_any_kind_of_headers() -> None:
+    value = _http_date(NOW + 10)
+    for headers in (CaseInsensitiveDict({"retry-after": value}), HTTPHeaderDict({"Retry-After": value}), {"RETRY-AFTER": value}):
+        assert retry_after_seconds(headers, now=NOW) == pytest.approx(10.0)
+    assert retry_after_seconds({}, now=NOW) is None and retry_after_seconds(None) is None
+
+
+def test_the_real_date_of_rfc_9110s_example() -> None:
+    seconds = retry_after_seconds("Wed, 21 Oct 2026 07:28:00 GMT")
+    expected = max(0.0, 1792567680 - time.time())  # 2026-10-21T07:28:00Z
+    assert seconds == pytest.approx(expected, abs=2)
+
+
+# --- the cap survives urllib3's copies -----------------------------------------------------------------
+def test_every_retry_urllib3_makes_keeps_the_configured_cap() -> None:
+    retry = make_retry(4, max_retry_after_s=3.0)
+    for _ in range(4):
+        retry = retry.increment(method="GET", url="/v1.0/organization")
+        assert isinstance(retry, CappedRetry) and retry.max_retry_after_s == 3.0
+    assert retry.new(total=1).max_retry_after_s == 3.0
+    assert retry.new(max_retry_after_s=9.0).max_retry_after_s == 9.0
+
+
+def test_a_capped_wait_is_min_of_cap_and_header() -> None:
+    class Response:
+        headers = HTTPHeaderDict({"Retry-After": "600"})
+
+    retry = make_retry(2, max_retry_after_s=5.0)
+    assert retry.get_retry_after(Response()) == 5.0
+    Response.headers = HTTPHeaderDict({"Retry-After": "garbage"})  # urllib3 itself would raise InvalidHeader
+    assert retry.get_retry_after(Response()) is None
+
+
+def test_max_retry_after_holds_on_every_retry_against_the_sandbox(step_sandbox: SandboxHandle, make_context: Callable[..., TenantContext]) -> None:
+    """The sandbox asks for 30 s three times; with MAX_RETRY_AFTER_S=0.3 every one of the three waits is 0.3 s, not 120 s."""
+    ctx = make_context(FRESH, timing={"http_retries": 3, "max_retry_after_s": 0.3})
+    ctx.tokens.token(FRESH, "https://graph.microsoft.com")  # the token request is not what is timed
+    step_sandbox.add_fault(service="graph", kind="throttle", retry_after="30s", count=3)
+    started = time.monotonic()
+    assert ctx.graph.get_organization().display_name == "Fresh Corp"
+    elapsed = time.monotonic() - started
+    assert [r["status"] for r in step_sandbox.request_log(service="graph")] == [429, 429, 429, 200]
+    assert 0.9 <= elapsed < 10, f"three capped waits of 0.3 s took {elapsed:.1f}s"
+
+
+# --- an HTTP-date Retry-After over a real connection ------------------------------------------------------
+def _graph(stub: StubServer, tls: TlsFiles, retries: int) -> GraphClient:
+    return GraphClient(stub.base_url, authorization=lambda: "Bearer stub-token", tenant_id=FRESH, ca_bundle=tls.ca_cert, retries=retries)
+
+
+def test_an_http_date_retry_after_is_waited_for_before_the_retry(stub: StubServer, stub_tls: TlsFiles) -> None:
+    until = math.ceil(time.time()) + 2  # whole seconds, as an HTTP-date has
+    stub.script("/v1.0/organization", Answer(429, THROTTLED, {"Retry-After": _http_date(until)}), Answer(200, ORGANIZATION))
+    assert _graph(stub, stub_tls, retries=2).get_organization().display_name == "Fresh Corp"
+    first, second = stub.received
+    assert second.at >= until - 0.05, f"retried {until - second.at:.2f}s before the date the service named"
+    assert second.at - first.at < 5
+
+
+def test_a_throttled_error_carries_an_http_date_as_seconds(stub: StubServer, stub_tls: TlsFiles) -> None:
+    stub.script("/v1.0/organization", Answer(429, THROTTLED, {"Retry-After": _http_date(time.time() + 600)}))
+    with pytest.raises(Throttled) as caught:
+        _graph(stub, stub_tls, retries=0).get_organization()
+    assert caught.value.retry_after is not None and 590 <= caught.value.retry_after <= 600  # the service's whole wait, uncapped
+
+
+@pytest.mark.parametrize(("header", "expected"), [(_http_date(time.time() - 60), 0.0), ("whenever", None)])
+def test_a_past_date_is_no_wait_and_garbage_is_backoff_not_a_crash(stub: StubServer, stub_tls: TlsFiles, header: str, expected: float | None) -> None:
+    stub.script("/v1.0/organization", Answer(429, THROTTLED, {"Retry-After": header}))
+    started = time.monotonic()
+    with pytest.raises(Throttled) as caught:
+        _graph(stub, stub_tls, retries=1).get_organization()
+    assert caught.value.retry_after == expected
+    assert len(stub.received) == 2 and time.monotonic() - started < 5
