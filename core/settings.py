@@ -83,7 +83,14 @@ CLOUD_ENDPOINTS: dict[Cloud, Endpoints] = {
 }
 
 
-class ProviderSettings(BaseModel):
+class _Section(BaseModel):
+    """A group of settings: a misspelt variable (``M365_ONBOARD_WAITS__AUDIT_ACTIVATON__…``) or an
+    infinite duration is refused, naming it, instead of being silently ignored or taken."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class ProviderSettings(_Section):
     """The MDR provider's values from its setup guide."""
 
     tenant_id: str = Field(default=EXPEL_TENANT_ID, description="The provider's Entra tenant, added as cross-tenant partner.")
@@ -120,7 +127,7 @@ class ProviderSettings(BaseModel):
         return value
 
 
-class TimingSettings(BaseModel):
+class TimingSettings(_Section):
     """Timeouts and consistency waits of the HTTP layer (long waits belong to the flow)."""
 
     http_timeout_s: float = Field(default=30.0, gt=0, description="Connect and read timeout of every request.")
@@ -131,10 +138,10 @@ class TimingSettings(BaseModel):
     consistent_reads: int = Field(default=3, ge=1, description="Matching reads in a row that count as replicated.")
 
 
-class WaitPolicy(BaseModel):
+class WaitPolicy(_Section):
     """How long a wait is expected to take, when it counts as stalled, when to give up, how often to look."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     expected_s: float = Field(gt=0, description="Typical duration, from the guide or Microsoft's published figures.")
     stall_s: float = Field(gt=0, description="Past this the wait is stalled and people are told.")
@@ -152,7 +159,7 @@ class WaitPolicy(BaseModel):
 HOUR = 3600.0
 
 
-class WaitSettings(BaseModel):
+class WaitSettings(_Section):
     """Every wait of the onboarding, from the guide: expected duration, stall threshold, limit, pace."""
 
     time_scale: float = Field(default=1.0, gt=0, description="Divide every duration by this (sandbox runs on compressed time).")
@@ -196,7 +203,7 @@ if {p.value for p in WaitPolicyName} != _POLICY_FIELDS:
     raise TypeError(f"WaitPolicyName {sorted(p.value for p in WaitPolicyName)} must name exactly the WaitSettings policies {sorted(_POLICY_FIELDS)}")
 
 
-class RecoverySettings(BaseModel):
+class RecoverySettings(_Section):
     """How a run whose process died (worker killed, machine lost) is noticed and restarted."""
 
     onboarding_deployment: str = Field(default="onboard-tenant/onboard-tenant", description="Deployment of the onboarding flow.")
@@ -216,7 +223,7 @@ class RecoverySettings(BaseModel):
         return self.heartbeat_s * self.missed_heartbeats
 
 
-class NotificationSettings(BaseModel):
+class NotificationSettings(_Section):
     """Who is told what: Prefect notification blocks, named by slug ``<block-type>/<name>``."""
 
     team_block: str | None = Field(
@@ -237,6 +244,22 @@ class NotificationSettings(BaseModel):
         return value
 
 
+class ResultSettings(_Section):
+    """Where runs keep their task results: the cache a resumed run reads back, shared by every worker.
+
+    A run resumed on another worker than the one that suspended it must find its results, or it
+    starts from an empty cache (the consent email sent again, every wait's deadline reset). ``deploy``
+    points both deployments at this storage and at Prefect's JSON serializer (results are never pickled).
+    """
+
+    storage_block: str | None = Field(
+        default=None, pattern=r"^[a-z0-9-]+/[a-z0-9][a-z0-9-]*$",
+        description="A saved file-system block every worker reaches, as block-type/name (e.g. s3-bucket/onboarding-results); "
+                    "default: a local-file-system block at local_path, for workers on one host.",
+    )
+    local_path: Path | None = Field(default=None, description="Folder of the default local-file-system block (default: <project>/.state/results).")
+
+
 class OnboardingSettings(BaseSettings):
     """Everything configurable that is not a secret."""
 
@@ -255,6 +278,7 @@ class OnboardingSettings(BaseSettings):
     resumer_deployment: str = Field(default="resume-onboarding/resume-onboarding", description="Deployment that resumes a suspended run.")
     recovery: RecoverySettings = RecoverySettings()
     notifications: NotificationSettings = NotificationSettings()
+    results: ResultSettings = ResultSettings()
 
     @model_validator(mode="after")
     def _sandbox_needs_its_ca(self) -> OnboardingSettings:

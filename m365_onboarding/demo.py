@@ -34,12 +34,13 @@ from m365_onboarding.deploy import credentials_from_sandbox, deploy
 from m365_onboarding.local_stack import LocalStack, StackError, project_dir, server_healthy, start_prefect_server, start_sandbox, start_worker
 from m365_onboarding.onboard import StartedRun, start_runs
 from m365_onboarding.status import TenantStatus, tenant_statuses
+from m365_onboarding.terminal import literal
 from sandbox.core.scenario import load_scenario
 from tasks.catalogue import CATALOGUE
 
 DEMO_BLOCKS = BlockNames(provider_app="sandbox-provider-app", workbench="sandbox-workbench")  # never a real tenant's blocks
 HOUR = 3600
-CELL = {"completed": ("done", "green"), "started": ("running", "cyan"), "waiting": ("waiting", "yellow"),
+CELL = {"completed": ("done", "green"), "planned": ("planned", "blue"), "started": ("running", "cyan"), "waiting": ("waiting", "yellow"),
         "stalled": ("STALLED", "bold red"), "failed": ("FAILED", "bold red"), "retried": ("retried", "magenta")}
 SETTLE_S = 15  # how long the last table waits for a finished run's last step events
 ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
@@ -80,7 +81,7 @@ def _cell(state: str | None) -> Text:
     if state is None:
         return Text("-", style="dim")
     label, style = CELL.get(state, (state, ""))
-    return Text(label, style=style)
+    return literal(label, style=style)  # an unknown state is the events API's text
 
 
 def progress_table(runs: list[StartedRun], statuses: dict[UUID, TenantStatus], elapsed_s: float) -> Table:
@@ -88,8 +89,8 @@ def progress_table(runs: list[StartedRun], statuses: dict[UUID, TenantStatus], e
     table = Table(title=f"Onboarding {len(runs)} sandbox tenant(s) · {elapsed_s:.0f}s", title_justify="left")
     table.add_column("step")
     for run in runs:
-        table.add_column(run.organization)
-    table.add_row("flow run", *(Text(statuses[r.run_id].run_state if r.run_id in statuses else "Scheduled", style="bold") for r in runs))
+        table.add_column(literal(run.organization))
+    table.add_row("flow run", *(literal(statuses[r.run_id].run_state if r.run_id in statuses else "Scheduled", style="bold") for r in runs))
     for line in CATALOGUE.lines():  # the short labels, with the guide's step numbers; the full ones are in the UI checklist
         table.add_row(line.numbered(line.label),
                       *(_cell(statuses[r.run_id].steps.get(line.name) if r.run_id in statuses else None) for r in runs))
@@ -142,7 +143,7 @@ def _cancel_unfinished(client: SyncPrefectClient, runs: list[StartedRun], consol
         running = run.state is not None and run.state.type in (StateType.RUNNING, StateType.PENDING)
         state: State = Cancelling(message="the demo ended") if running else Cancelled(message="the demo ended")
         client.set_flow_run_state(run.id, state, force=True)
-        console.print(f"cancelled {run.name}: the demo ended while it waited", highlight=False)
+        console.print(literal(f"cancelled {run.name}: the demo ended while it waited"), highlight=False)
     deadline = time.monotonic() + 60  # the worker stops a cancelling run's process
     while active and time.monotonic() < deadline:
         ids = [r.id for r in active]
@@ -160,7 +161,7 @@ def _leftovers(client: SyncPrefectClient, requests: list[OnboardingRequest], con
     for run in active:
         if (run.parameters.get("request") or {}).get("tenant_id") in tenants:
             client.set_flow_run_state(run.id, Cancelled(message="left by an earlier demo"), force=True)
-            console.print(f"cancelled {run.name}, left active by an earlier demo", highlight=False)
+            console.print(literal(f"cancelled {run.name}, left active by an earlier demo"), highlight=False)
 
 
 @contextmanager
@@ -169,11 +170,11 @@ def _prefect_api(stack: LocalStack, console: Console) -> Iterator[str]:
     if configured:
         if not server_healthy(configured):
             raise StackError(f"the configured Prefect API {configured} does not answer: start it, or unset PREFECT_API_URL to use an embedded server")
-        console.print(f"Prefect API: {configured} (configured)", highlight=False)
+        console.print(literal(f"Prefect API: {configured} (configured)"), highlight=False)  # the environment's text
         stack.env["PREFECT_API_URL"] = configured
         yield configured
         return
-    console.print(f"starting a Prefect server (SQLite in {stack.state / 'prefect'}) ...", highlight=False)
+    console.print(literal(f"starting a Prefect server (SQLite in {stack.state / 'prefect'}) ..."), highlight=False)  # a folder named [x]
     api_url = start_prefect_server(stack)
     with temporary_settings({PREFECT_API_URL: api_url, PREFECT_UI_URL: stack.env["PREFECT_UI_URL"]}):
         yield api_url
@@ -196,18 +197,19 @@ def run_demo(state: Path, console: Console, time_scale: float = 3600, timeout_s:
             with get_client(sync_client=True) as client:
                 report = deploy(client, project_dir(), OnboardingSettings(_env_file=None), DEMO_BLOCKS, app, workbench, env=stack.env)
                 for kind, name, verb in report.changed():
-                    console.print(f"  {verb:<8} {kind:<11} {name}", highlight=False)
+                    console.print(literal(f"  {verb:<8} {kind:<11} {name}"), highlight=False)
                 _leftovers(client, requests, console)
             start_worker(stack, {**sandbox_env, **demo_wait_settings(time_scale)})
             runs, failed = start_runs(requests, "onboard-tenant/onboard-tenant", ui_url)
             for request, why in failed:
-                console.print(f"[red]not started[/red] {request.organization_name}: {why}", highlight=False)
+                console.print(Text.assemble(("not started", "red"), " ", literal(f"{request.organization_name}: {why}")), highlight=False)
             for run in runs:
-                console.print(f"{run.organization:<20} {run.link or run.run_id}", highlight=False)
+                console.print(literal(f"{run.organization:<20} {run.link or run.run_id}"), highlight=False)
             outcomes = _watch(runs, ui_url, console, timeout_s)
             _print_summary(outcomes, console)
             if keep_running:
-                console.print(f"\nThe Prefect UI stays up at {ui_url}; press Ctrl-C to stop the server, sandbox and worker.", highlight=False)
+                console.print()
+                console.print(literal(f"The Prefect UI stays up at {ui_url}; press Ctrl-C to stop the server, sandbox and worker."), highlight=False)
                 _block_until_interrupted()
             else:
                 with get_client(sync_client=True) as client:
@@ -243,9 +245,9 @@ def _watch(runs: list[StartedRun], ui_url: str | None, console: Console, timeout
 def _print_summary(outcomes: list[Outcome], console: Console) -> None:
     console.print("\nSummary", style="bold")
     for o in outcomes:
-        console.print(f"  {o.organization:<20} {o.state:<10} {o.summary}", highlight=False)
+        console.print(literal(f"  {o.organization:<20} {o.state:<10} {o.summary}"), highlight=False)  # the summary is the server's
         if o.link:
-            console.print(f"  {'':<20} {o.link}", highlight=False)
+            console.print(literal(f"  {'':<20} {o.link}"), highlight=False)
 
 
 def _block_until_interrupted() -> None:

@@ -6,8 +6,10 @@ with one bad row starts nothing and loses nothing.
 
 from __future__ import annotations
 
+import codecs
 import csv
-from collections.abc import Iterable
+import io
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -41,10 +43,10 @@ class StartedRun(BaseModel):
 
 
 def build_request(values: dict[str, str | None]) -> OnboardingRequest:
-    """An :class:`OnboardingRequest` from flat values (flags or a CSV row); empty optional values are left out."""
+    """An :class:`OnboardingRequest` from flat values (flags or a CSV row); values not given (None) are left out."""
     data: dict[str, Any] = {k: values[k] for k in REQUIRED_COLUMNS if values.get(k) is not None}
-    modes = {k: values[k] for k in MODE_COLUMNS if values.get(k)}
-    blocks = {field: values[column] for column, field in BLOCK_COLUMNS.items() if values.get(column)}
+    modes = {k: values[k] for k in MODE_COLUMNS if values.get(k) is not None}
+    blocks = {field: values[column] for column, field in BLOCK_COLUMNS.items() if values.get(column) is not None}  # an empty flag is refused
     if modes:
         data["modes"] = modes
     if blocks:
@@ -62,33 +64,105 @@ def describe(error: ValidationError, names: dict[str, str] | None = None) -> lis
         elif location[:1] == ["modes"]:
             location = location[1:]
         field = ".".join(location) or "request"
-        lines.append(f"{(names or {}).get(field, field)}: {problem['msg'].removeprefix('Value error, ')}")
+        message = "unknown field" if problem["type"] == "extra_forbidden" else problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{(names or {}).get(field, field)}: {message}")
     return lines
 
 
-def requests_from_csv(path: Path) -> list[OnboardingRequest]:
-    """Every row of ``path`` as a request; raises :class:`InvalidRequests` naming every bad row and field."""
+# Byte-order marks and their codecs, longest first (UTF-32 LE's starts with UTF-16 LE's). Excel's
+# "CSV UTF-8" starts with UTF-8's mark, its "Unicode text" with UTF-16 LE's (and is tab-separated).
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# Excel separates with a comma, with a semicolon where the decimal point is a comma, with a tab in
+# "Unicode text"; no column name holds any of them, so the header says which one the file uses.
+DELIMITERS = {",": "a comma", ";": "a semicolon", "\t": "a tab"}
+
+
+def read_csv_text(path: Path) -> str:
+    """The text of ``path``: UTF-8 (Excel's byte-order mark or not), or UTF-16/32 with a byte-order mark."""
     try:
-        text = path.read_text(encoding="utf-8-sig")  # Excel writes a byte-order mark
+        data = path.read_bytes()
     except OSError as exc:
         raise InvalidRequests([f"{path}: {exc.strerror}"]) from exc
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in reader.fieldnames or []]
+    encoding = next((codec for bom, codec in BOMS if data.startswith(bom)), "utf-8-sig")
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise InvalidRequests([f"{path}: not {encoding.removesuffix('-sig').upper()} text (byte {exc.start + 1} is 0x{data[exc.start]:02x}): "
+                               "save it as CSV UTF-8, or as Unicode text (UTF-16 with a byte-order mark)"]) from exc
+    if "\x00" in text:  # what UTF-16 without a byte-order mark looks like when read as UTF-8
+        raise InvalidRequests([f"{path}: has NUL characters, as UTF-16 without a byte-order mark has: save it as CSV UTF-8, "
+                               "or as Unicode text (UTF-16 with a byte-order mark)"])
+    return text
+
+
+def delimiter_of(text: str) -> str:
+    header = text.lstrip("\r\n").partition("\n")[0]
+    return max(DELIMITERS, key=header.count)  # a comma when the header has one column
+
+
+def csv_rows(path: Path, text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line, cells)`` per row of ``text``, ``line`` being where the row starts: a quoted cell may hold line breaks."""
+    # newline="": a line break inside quotes stays in its cell; strict: a stray or unclosed quote is an error, not a merged row
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    line = 1
+    try:
+        for cells in reader:
+            yield line, cells
+            line = reader.line_num + 1
+    except csv.Error as exc:  # a quote left open, text after a closing quote, a cell over the field size limit
+        raise InvalidRequests([f"{path.name} line {line}: {exc} (a value in double quotes must end with a double quote, "
+                               "and a double quote inside it is written twice)"]) from exc
+
+
+def header_problems(path: Path, header: list[str]) -> list[str]:
+    """What is wrong with the header row: missing, unknown or repeated columns."""
+    named = [h for h in header if h]
     problems = []
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    unknown = [c for c in header if c not in COLUMNS]
+    missing = [c for c in REQUIRED_COLUMNS if c not in named]
+    unknown = [c for c in named if c not in COLUMNS]
+    repeated = sorted({c for c in named if named.count(c) > 1}, key=named.index)
     if missing:
         problems.append(f"{path}: missing column(s): {', '.join(missing)} (columns: {', '.join(COLUMNS)})")
     if unknown:
         problems.append(f"{path}: unknown column(s): {', '.join(unknown)} (columns: {', '.join(COLUMNS)})")
+    for column in repeated:  # csv.DictReader would silently keep the last one
+        positions = [str(i + 1) for i, h in enumerate(header) if h == column]
+        problems.append(f"{path}: column {column} is in the header {len(positions)} times (columns {', '.join(positions)}): keep one")
+    return problems
+
+
+def row_values(header: list[str], cells: list[str], delimiter: str) -> tuple[dict[str, str | None], str | None]:
+    """The row's values by column (empty ones None), or why the row does not fit the header.
+
+    A cell under no named column (past the header's end, or under an empty header cell as Excel
+    leaves after a trailing separator) is refused unless empty: it is most often a name holding
+    the separator, unquoted, which shifted every cell after it.
+    """
+    stray = next((i for i, cell in enumerate(cells) if cell.strip() and (i >= len(header) or not header[i])), None)
+    if stray is not None:
+        return {}, f"cell {stray + 1}: the header has no column {stray + 1} (a value that holds {DELIMITERS[delimiter]} must be in double quotes)"
+    return {column: (cells[i].strip() if i < len(cells) else "") or None for i, column in enumerate(header) if column}, None
+
+
+def requests_from_csv(path: Path) -> list[OnboardingRequest]:
+    """Every row of ``path`` as a request; raises :class:`InvalidRequests` naming every bad row and field."""
+    text = read_csv_text(path)
+    delimiter = delimiter_of(text)
+    rows = csv_rows(path, text, delimiter)
+    first = next(((line, cells) for line, cells in rows if any(cell.strip() for cell in cells)), None)  # blank lines before the header
+    header = [h.strip() for h in first[1]] if first else []
+    problems = header_problems(path, header)
     if problems:
         raise InvalidRequests(problems)
     found: list[OnboardingRequest] = []
     first_line_of: dict[str, int] = {}
-    for line, row in enumerate(reader, start=2):  # line 1 is the header
-        values = {(k or "").strip(): (v or "").strip() or None for k, v in row.items()}
-        if not any(values.values()):
+    for line, cells in rows:
+        if not any(cell.strip() for cell in cells):
             continue  # a blank line
+        values, misfit = row_values(header, cells, delimiter)
+        if misfit:
+            problems.append(f"{path.name} line {line}: {misfit}")
+            continue
         try:
             request = build_request(values)
         except ValidationError as exc:

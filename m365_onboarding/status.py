@@ -16,8 +16,11 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 from pydantic import BaseModel, computed_field
+from rich.table import Table
+from rich.text import Text
 
 from core.tags import TENANT_TAG_PREFIX
+from m365_onboarding.terminal import literal
 from tasks.catalogue import CATALOGUE
 
 ONBOARDING_FLOW = "onboard-tenant"
@@ -88,6 +91,18 @@ def _step_events(client: SyncPrefectClient, since: datetime) -> list[Any]:
     return sorted(events, key=lambda e: e.occurred)
 
 
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _moment(value: Any) -> datetime | None:
+    """An event's ``until``; any client of the events API can write one, so a malformed one is no crash for every tenant."""
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return None
+
+
 def tenant_statuses(client: SyncPrefectClient, ui_url: str | None = None) -> list[TenantStatus]:
     """One line per tenant with an onboarding run in the last 30 days: its active run, else its newest."""
     since = datetime.now(UTC) - HISTORY
@@ -100,8 +115,9 @@ def tenant_statuses(client: SyncPrefectClient, ui_url: str | None = None) -> lis
     statuses = []
     for tenant, runs in runs_of.items():
         run = _where_it_stands(runs, by_run)
-        request = (run.parameters or {}).get("request", {})
-        status = TenantStatus(tenant_id=tenant, organization=request.get("organization_name", ""), run_name=run.name, run_id=run.id,
+        request = (run.parameters or {}).get("request")
+        organization = request.get("organization_name") if isinstance(request, dict) else None  # parameters are the API client's to write
+        status = TenantStatus(tenant_id=tenant, organization=str(organization or ""), run_name=run.name, run_id=run.id,
                               run_state=run.state.name if run.state else "Unknown",
                               link=f"{ui_url.rstrip('/')}/runs/flow-run/{run.id}" if ui_url else None)
         last: dict[str, Any] = {}  # step -> its latest event
@@ -116,7 +132,7 @@ def tenant_statuses(client: SyncPrefectClient, ui_url: str | None = None) -> lis
             elif transition == "waiting":
                 waiting_since[step] = event
         status.steps = {step: event.event.removeprefix("onboarding.step.") for step, event in last.items()}
-        open_steps = [e for e in last.values() if e.event != "onboarding.step.completed"]
+        open_steps = [e for e in last.values() if e.event not in ("onboarding.step.completed", "onboarding.step.planned")]
         if open_steps:
             current = max(open_steps, key=lambda e: e.occurred)
             step = current.resource.get("onboarding.step")
@@ -124,9 +140,29 @@ def tenant_statuses(client: SyncPrefectClient, ui_url: str | None = None) -> lis
             until = current.payload.get("until")
             status = status.model_copy(update={
                 "current_step": step, "step_state": current.event.removeprefix("onboarding.step."),
-                "waiting_for": current.payload.get("waiting_for"), "since": since_event.occurred,
-                "until": datetime.fromisoformat(until) if until else None, "stalled": step in stalled,
-                "detail": current.payload.get("detail") or None,
+                "waiting_for": _text(current.payload.get("waiting_for")), "since": since_event.occurred,
+                "until": _moment(until), "stalled": step in stalled,
+                "detail": _text(current.payload.get("detail")),
             })
         statuses.append(status)
     return sorted(statuses, key=lambda s: s.organization.casefold())
+
+
+def ago(moment: datetime | None, now: datetime | None = None) -> str:
+    """``3h 5m ago`` or ``2d 4h ago``; ``-`` for no moment."""
+    if moment is None:
+        return "-"
+    minutes = int(((now or datetime.now(UTC)) - moment).total_seconds() // 60)
+    return f"{minutes // 1440}d {minutes % 1440 // 60}h ago" if minutes >= 1440 else f"{minutes // 60}h {minutes % 60}m ago"
+
+
+def status_table(rows: list[TenantStatus], now: datetime | None = None) -> Table:
+    """The ``m365-onboard status`` table; every text from the server is shown literally (see :mod:`m365_onboarding.terminal`)."""
+    table = Table(title=f"{len(rows)} tenant(s)")
+    for column in ("organization", "run", "state", "current step", "waiting for", "since", "stalled"):
+        table.add_column(column)
+    for r in rows:
+        step = f"{r.current_step} ({r.step_state})" if r.current_step else "all steps done"
+        table.add_row(literal(r.organization), literal(r.run_name), literal(r.run_state), literal(step), literal(r.waiting_for or "-"),
+                      ago(r.since, now), Text("yes", style="red") if r.stalled else "no")
+    return table

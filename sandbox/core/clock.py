@@ -7,6 +7,7 @@ multi-day rehearsal. Tests can also move the clock forward explicitly through th
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -25,15 +26,22 @@ def parse_duration(value: str | int | float) -> timedelta:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"a duration cannot be negative: {value!r}")
-        return timedelta(seconds=float(value))
+        if not math.isfinite(value) or value < 0:  # YAML's .inf and .nan are floats
+            raise ValueError(f"a duration is a finite number of seconds, not negative: {value!r}")
+        return _seconds(float(value), value)
     match = _DURATION.match(str(value))
     if not match:
         raise ValueError(
             f"not a duration: {value!r} (use a number of seconds or e.g. '250ms', '30s', '90m', '36h', '2d')"
         )
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return _seconds(float(match.group(1)) * _UNIT_SECONDS[match.group(2)], value)
+
+
+def _seconds(seconds: float, given: object) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError as exc:  # past timedelta's 999999999 days: a ValueError, so that pydantic names the field
+        raise ValueError(f"too long a duration: {given!r}") from exc
 
 
 class ScenarioClock:

@@ -238,7 +238,7 @@ class Scenario(_Strict):
     """A whole sandbox world."""
 
     description: str = ""
-    time_scale: float = Field(default=1.0, gt=0)
+    time_scale: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     replication_lag: Duration = Field(default=timedelta(seconds=10), description="Graph write-to-read lag.")
     provider: ProviderSpec = ProviderSpec()
     workbench: WorkbenchSpec = WorkbenchSpec()
@@ -267,16 +267,27 @@ class Scenario(_Strict):
 
 
 class ScenarioError(ValueError):
-    """The scenario file cannot be used; the message names the file and every problem in it."""
+    """The scenario file cannot be used; ``problems`` has one line per problem, each naming the file and the key."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
 
 
-def _format_validation_error(source: str, exc: ValidationError) -> str:
-    lines = [f"scenario {source} is not valid ({exc.error_count()} problem(s)):"]
+def _problems(source: str, exc: ValidationError) -> list[str]:
+    """``scenario FILE: tenants.0.audit.activation_delay: message`` per problem (messages are one line: newlines escaped)."""
+    lines = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"  - {where}: {message}")
-    return "\n".join(lines)
+        message = error["msg"].removeprefix("Value error, ").replace("\n", "\\n")
+        lines.append(f"scenario {source}: {where}: {message}")
+    return lines
+
+
+def _yaml_problem(path: Path, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"scenario {path} is not valid YAML: {where}{getattr(exc, 'problem', None) or exc}".replace("\n", " ")
 
 
 def load_scenario(path: Path | None) -> Scenario:
@@ -287,10 +298,12 @@ def load_scenario(path: Path | None) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"cannot read scenario {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"scenario {path} is not UTF-8 text (byte {exc.start + 1}): save it as UTF-8") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ScenarioError(f"scenario {path} is not valid YAML: {exc}") from exc
+        raise ScenarioError(_yaml_problem(path, exc)) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -298,7 +311,7 @@ def load_scenario(path: Path | None) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_format_validation_error(str(path), exc)) from exc
+        raise ScenarioError(*_problems(str(path), exc)) from exc
 
 
 def default_scenario_path() -> Path:

@@ -39,7 +39,8 @@ def test_bad_flags_are_named_as_typed_and_nothing_is_started() -> None:
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         "error: --tenant-id: expected a GUID, got 'x'",
-        "error: --contact: not an email address: 'bad'",
+        "error: --contact: not an email address: 'bad' (expected one address such as admin@contoso.com, in ASCII (an international domain as xn--…), "
+        "at most 254 characters)",
         "error: --console-access: Input should be 'apply', 'guide' or 'plan'",
         "nothing started: 3 problem(s)",
     ]

@@ -91,7 +91,7 @@ def test_a_wrong_organization_name_is_one_clear_error(sandbox: SandboxHandle, bl
 
 def test_bad_input_exits_2_naming_what_is_wrong(block_flags: list[str]) -> None:
     code, _, stderr = _plan("not-a-guid", "Fresh Corp", block_flags)
-    assert code == 2 and "tenant_id" in stderr
+    assert code == 2 and "--tenant-id: expected a GUID" in stderr
 
     code, _, stderr = _plan(FRESH, "Fresh Corp", ["--provider-app-block", "no-such-block"])
     assert code == 2 and "no-such-block" in stderr
