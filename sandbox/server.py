@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from sandbox.core.connection import ConnectionFaults
 from sandbox.core.scenario import Scenario
 from sandbox.core.tls import TlsFiles, ensure_tls_files
 from sandbox.core.world import World
@@ -146,7 +147,7 @@ class SandboxServer:
 
     def _server(self, name: str) -> uvicorn.Server:
         config = uvicorn.Config(
-            self.apps[name],
+            ConnectionFaults(self.apps[name]),  # outermost, so that a reset fault can reach the transport
             host=HOST,
             port=self.ports[name],
             ssl_certfile=str(self.tls.server_cert),

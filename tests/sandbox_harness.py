@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,32 @@ def start_sandbox(
         time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"sandbox did not start in {timeout}s:\n{log_path.read_text()}")
+
+
+def sent_before_retry_after(
+    entries: list[dict[str, Any]], key: tuple[str, ...] = ("service", "tenant_id", "app_id")
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every (answered, early) pair of request-log entries where ``early`` came from the same ``key``
+    (by default the same service, tenant and app) before the Retry-After ``answered`` was given had passed.
+
+    Both times are the sandbox's real ``received_at``; the wait is counted from when ``answered`` was
+    received, not from when its response left, so the client's own transfer time is in its favour.
+    """
+    early = []
+    for i, answered in enumerate(entries):
+        if answered.get("retry_after_s") is None:
+            continue
+        until = _received(answered) + timedelta(seconds=answered["retry_after_s"])
+        early += [
+            (answered, later)
+            for later in entries[i + 1 :]
+            if all(later.get(k) == answered.get(k) for k in key) and _received(later) < until
+        ]
+    return early
+
+
+def _received(entry: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(entry["received_at"])
 
 
 def sandbox_settings(sandbox: SandboxHandle) -> OnboardingSettings:

@@ -7,26 +7,33 @@ from collections import deque
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class LoggedRequest(BaseModel):
     """One served request. Bodies are not kept: they may carry secrets."""
 
     seq: int
-    at: datetime
+    at: datetime = Field(description="Scenario time the request was received.")
+    received_at: datetime = Field(
+        description="Real (wall-clock) UTC time it was received: compare it with Retry-After, which is real time."
+    )
     service: str
     method: str
     path: str
     query: str
-    status: int
+    status: int = Field(description="Status of the response; 0 when a reset fault dropped the request unhandled.")
+    response_sent: bool = Field(default=True, description="False when a reset fault dropped the connection instead.")
+    retry_after_s: int | None = Field(
+        default=None, description="Seconds of the Retry-After the response carried, whichever format it was sent in."
+    )
     request_id: str
     client_request_id: str | None = None
     tenant_id: str | None = None
     app_id: str | None = None
     operation: str | None = None
-    fault: str | None = None
-    duration_ms: float
+    fault: str | None = Field(default=None, description="The fault that hit it, as kind#id (e.g. reset#3).")
+    duration_ms: float = Field(description="Until the response was ready; a dripped body takes longer to arrive.")
 
 
 class RequestLog:

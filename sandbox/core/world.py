@@ -75,9 +75,9 @@ class World:
             self.faults.add(fault, now)
 
     def reset(self) -> None:
-        """Back to the scenario's starting state; the clock keeps running, faults and log are cleared."""
+        """Back to the scenario's starting state; the clock keeps running, faults (and their ids) and log are cleared."""
         with self.lock:
-            self.faults.remove(None)
+            self.faults.clear()
             self.log.clear()
             self._build()
 
