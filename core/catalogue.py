@@ -123,6 +123,9 @@ class WaitSpec:
     on_stall: StallRetry | None = None
     quiet_end: QuietEnd | None = None  # reaching the limit completes the onboarding instead of failing it
     limit_error: Callable[[StepResult], Exception] | None = None  # the step's own error at the limit (default: WaitLimitReached)
+    # The resumer looks (plan mode, no writes) before it wakes the run; False where only a write of
+    # the run's shows the end, so each check wakes the run directly instead of looking first in vain.
+    prechecked: bool = True
 
     @property
     def on_customer(self) -> bool:
@@ -236,3 +239,11 @@ class Catalogue:
     def requested_permissions(self) -> list[str]:
         """Every permission the provider's app should request (its required resource access)."""
         return requested_permissions(self.permission_table().values())
+
+    def read_permissions(self) -> list[str]:
+        """What every step needs at least, to read (guide and plan mode): what admin consent must grant.
+
+        Write permissions are optional: the preflight runs a step in apply mode where they were
+        granted and in guide mode where not, so a read-only app onboards in guide mode.
+        """
+        return requested_permissions(StepPermissions(read=p.read, apply=()) for p in self.permission_table().values())

@@ -6,6 +6,7 @@ them, the report and the dry run show them), so they live at the bottom with no 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -82,3 +83,5 @@ class StepResult(BaseModel):
     observed: dict[str, Any] = Field(default_factory=dict)
     instructions: str | None = None
     waiting_for: str | None = None
+    # When it was seen: a re-executed run decides its waits on this, not on the time of the replay.
+    checked_at: datetime = Field(default_factory=lambda: datetime.now(UTC))

@@ -136,6 +136,8 @@ class TimingSettings(_Section):
     consistency_deadline_s: float = Field(default=300.0, gt=0, description="How long to wait for a write to replicate.")
     consistency_interval_s: float = Field(default=2.0, gt=0, description="Pause between reads while waiting to replicate.")
     consistent_reads: int = Field(default=3, ge=1, description="Matching reads in a row that count as replicated.")
+    step_retries: int = Field(default=5, ge=0, description="Retries of a step's check on a transient failure (after the HTTP layer's own).")
+    step_retry_backoff_s: float = Field(default=10.0, gt=0, description="First delay between two of those retries; it doubles each time, with jitter.")
 
 
 class WaitPolicy(_Section):
@@ -235,6 +237,8 @@ class NotificationSettings(_Section):
     email_from: str | None = Field(default=None, description="Sender of customer emails (email-server-credentials block); default: the block's username.")
     ui_url: str | None = Field(default=None, description="Prefect UI base URL for links in messages (default: PREFECT_UI_URL).")
     no_worker_after_s: float = Field(default=900, gt=0, description="A resumed run not Running after this long has no worker to run it.")
+    message_retry_delays_s: list[float] = Field(
+        default=[5.0, 30.0, 120.0], description="Delays between the tries of one customer message; after the last it is tried again at the next check.")
 
     @field_validator("team_block", "customer_block")
     @classmethod
@@ -303,3 +307,15 @@ class OnboardingSettings(BaseSettings):
             if value
         }
         return base.model_copy(update=overrides)
+
+
+def declared_settings() -> OnboardingSettings:
+    """The settings as tasks are declared with them, at import (Prefect fixes a task's retries then).
+
+    Settings that do not validate are the defaults here; the flow reads them again when it starts
+    and fails there, naming the setting, instead of failing an import with a traceback.
+    """
+    try:
+        return OnboardingSettings()
+    except ValueError:
+        return OnboardingSettings.model_construct(timing=TimingSettings(), notifications=NotificationSettings())

@@ -26,17 +26,21 @@ from flows.run import OnboardingReport, OnboardingRun, publish_report
 from flows.waiting import WaitRunner
 from tasks import admin_consent
 from tasks.catalogue import CATALOGUE
+from tasks.fencing import begin_execution
 from tasks.preflight import StepMode
 from tasks.step_tasks import check_tenant_task, choose_step_modes, step_task
 from tasks.tracking import Transition
 
 
-@flow(name="onboard-tenant", flow_run_name="onboard-{request.organization_name}", persist_result=True)
+# Results in JSON, never pickled (the tasks inherit it); where they are stored is the deployment's
+# PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, which `deploy` points at storage every worker shares.
+@flow(name="onboard-tenant", flow_run_name="onboard-{request.organization_name}", persist_result=True, result_serializer="json")
 def onboard_tenant(request: OnboardingRequest) -> OnboardingReport:
     """Onboard one tenant; returns the final report (every verified setting and its evidence)."""
     settings = OnboardingSettings()
     tenant, blocks = request.tenant, request.blocks
     claim_tenant(tenant)
+    begin_execution()  # a later execution of this run (after a crash) makes this process stop before it writes
     run = OnboardingRun(request)
     waits = WaitRunner(run, settings)
 
@@ -66,10 +70,17 @@ def onboard_tenant(request: OnboardingRequest) -> OnboardingReport:
             result = waits.wait_for(spec.guide_wait, step_task(spec), _mode(spec, modes))
         run.completed(spec.name, result)
 
-    # The long waits, each with its own expected duration, stall threshold and limit.
+    # The long waits, each with its own expected duration, stall threshold and limit, checked in
+    # the mode of their step. A step in plan mode changed nothing, so nothing after it can take
+    # effect (auditing off means no data): with one, no milestone is waited for.
+    planned = [spec.name for spec in steps if _mode(spec, modes) == Mode.PLAN]
     for milestone in CATALOGUE.milestones():
+        if planned:
+            run.skipped(milestone.name, f"not waited for: {', '.join(planned)} ran in plan mode")
+            continue
         run.mark(milestone.name, Transition.STARTED)
-        result = waits.wait_for(milestone, step_task(CATALOGUE.step_of(milestone.name)), Mode.APPLY)
+        step = CATALOGUE.step_of(milestone.name)
+        result = waits.wait_for(milestone, step_task(step), _mode(step, modes))
         run.completed(milestone.name, result)
 
     report = run.report()

@@ -3,10 +3,10 @@
 Prefect 3.9 has no "suspend until": the onboarding run schedules a run of this deployment at the
 time of its next check, then suspends and releases its worker. Waking it means a process that
 re-executes it from the top (every finished step comes back from its cache), so this run first
-looks for itself: with the wait's :class:`~flows.scheduled_checks.PreCheck` it runs the step in guide mode
-(nothing in the customer's settings changes; the provider's own part, such as its Management
-Activity subscriptions, is done as the run would) and wakes the run only when the wait's condition
-holds, the observation fails (the run's own check reports it with its retries), or the run's stall,
+looks for itself: with the wait's :class:`~flows.scheduled_checks.PreCheck` it runs the step in plan mode
+(it writes nothing, neither in the customer's tenant nor on the provider's side) and wakes the run
+only when the wait's condition holds, the provider has its own part to do (the run does it under
+its claim on the tenant), the observation fails (the run's own check reports it with its retries), or the run's stall,
 reminder or limit time has come. Otherwise it schedules its successor one interval later and ends.
 
 The crash-recovery automation (``automations/definitions.py``) also starts this deployment, with no
@@ -57,9 +57,9 @@ class Verdict(StrEnum):
 
 
 def precheck_verdict(flow_run_id: str, precheck: PreCheck) -> Verdict:
-    """Check the step (guide mode) and decide whether the suspended run needs waking now."""
+    """Check the step (plan mode: the resumer never writes) and decide whether the suspended run needs waking now."""
     from tasks.catalogue import CATALOGUE  # the steps and their clients are needed only for a pre-check
-    from tasks.step_tasks import precheck_step
+    from tasks.step_tasks import precheck_step, provider_has_work
 
     logger = get_run_logger()
     tenant = precheck.request.tenant_id
@@ -82,11 +82,14 @@ def precheck_verdict(flow_run_id: str, precheck: PreCheck) -> Verdict:
     if CATALOGUE.wait(precheck.wait).done(result):
         logger.info("tenant=%s wait=%s condition met (%s); waking the run", tenant, precheck.wait, result.message)
         return Verdict.WAKE
+    if provider_has_work(result):
+        logger.info("tenant=%s wait=%s the provider has its own part to do (%s); waking the run", tenant, precheck.wait, result.plan)
+        return Verdict.WAKE
     logger.info("tenant=%s wait=%s not yet (%s); the run sleeps on", tenant, precheck.wait, result.waiting_for or result.message)
     return Verdict.SLEEP
 
 
-@flow(name="resume-onboarding", flow_run_name="resume-{flow_run_id}", retries=2, retry_delay_seconds=10)
+@flow(name="resume-onboarding", flow_run_name="resume-{flow_run_id}", retries=2, retry_delay_seconds=10, result_serializer="json")
 def resume_onboarding(flow_run_id: str, precheck: PreCheck | None = None, prechecks: int = 0) -> str:
     """Resume the onboarding run ``flow_run_id`` if suspended and due, restart it if it crashed, else leave it alone."""
     logger = get_run_logger()

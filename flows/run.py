@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from core.catalogue import StepName
 from core.errors import OnboardingError
 from core.requests import OnboardingRequest, TenantRequest
-from core.results import StepResult
+from core.results import Outcome, StepResult
 from tasks.caching import ONCE_PER_RUN, ORCHESTRATION_RETRIES
 from tasks.tracking import Checklist, Transition, create_progress, record_transition, update_progress
 
@@ -45,6 +45,7 @@ class OnboardingRun:
         self.checklist = Checklist()
         self.progress_id = create_progress(self.tenant)
         self.results: dict[StepName, StepResult] = {}
+        self.planned: list[StepName] = []  # steps that ran in plan mode: listed their changes, applied nothing
         self.outcome = ONBOARDED
 
     def mark(self, step: StepName, transition: Transition, detail: str = "", **extra: Any) -> None:
@@ -65,13 +66,26 @@ class OnboardingRun:
             self.fail(step, exc)
 
     def completed(self, step: StepName, result: StepResult | None = None, detail: str = "") -> None:
+        """Record the line as done; a plan-mode result is recorded as planned, never as done."""
         if result is not None:
             self.results[step] = result
+            if result.outcome == Outcome.PLANNED:
+                self.planned.append(step)
+                self.skipped(step, result.message)
+                return
         self.mark(step, Transition.COMPLETED, detail or (result.message if result else ""))
 
+    def skipped(self, step: StepName, detail: str) -> None:
+        """Record a line that plan mode left alone: planned, not done."""
+        self.mark(step, Transition.PLANNED, detail)
+
     def report(self) -> OnboardingReport:
+        outcome = self.outcome
+        if self.planned:
+            names = ", ".join(dict.fromkeys(self.planned))
+            outcome = f"planned: {names} ran in plan mode and changed nothing, so no milestone was waited for; start a run without plan mode to apply"
         return OnboardingReport(tenant_id=self.tenant.tenant_id, organization_name=self.tenant.organization_name,
-                                outcome=self.outcome, steps=self.results)
+                                outcome=outcome, steps=self.results)
 
 
 @task(name="publish_report", persist_result=True, cache_policy=ONCE_PER_RUN, **ORCHESTRATION_RETRIES)

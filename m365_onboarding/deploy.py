@@ -19,9 +19,10 @@ from typing import Any
 import yaml
 from prefect.blocks.core import Block
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.actions import DeploymentUpdate, WorkPoolCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.filesystems import LocalFileSystem
 from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr
 
@@ -55,11 +56,15 @@ def credentials_from_sandbox(state: Path) -> tuple[ProviderAppCredentials, Workb
     manifest_path = state / "sandbox.json"
     if not manifest_path.is_file():
         raise DeployError(f"{manifest_path} not found: start the sandbox first (`m365-onboard sandbox --state-dir {state}`)")
-    manifest = json.loads(manifest_path.read_text())
-    secret = Path(next(iter(manifest["app"]["secret_files"].values()))).read_text().strip()
-    key = Path(next(iter(manifest["workbench_api_key_files"].values()))).read_text().strip()
-    return (ProviderAppCredentials(client_id=manifest["app"]["client_id"], client_secret=SecretStr(secret)),
-            WorkbenchCredentials(api_key=SecretStr(key)))
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        secret = Path(next(iter(manifest["app"]["secret_files"].values()))).read_text().strip()
+        key = Path(next(iter(manifest["workbench_api_key_files"].values()))).read_text().strip()
+        return (ProviderAppCredentials(client_id=manifest["app"]["client_id"], client_secret=SecretStr(secret)),
+                WorkbenchCredentials(api_key=SecretStr(key)))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, StopIteration) as exc:  # not as the sandbox writes it
+        # Only the exception's type: its message could quote the secret files' contents.
+        raise DeployError(f"{manifest_path} is not a sandbox manifest ({type(exc).__name__}): restart the sandbox to rewrite it") from exc
 
 
 def credentials_from_environment(env: Mapping[str, str], client_id: str | None, certificate: Path | None,
@@ -88,7 +93,11 @@ def credentials_from_environment(env: Mapping[str, str], client_id: str | None, 
             first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": str(exc)}
             raise DeployError(f"provider app credentials: {first['msg']}") from exc
     key = env.get("M365_ONBOARD_WORKBENCH_API_KEY")
-    workbench = WorkbenchCredentials(api_key=SecretStr(key), organization_id=env.get("M365_ONBOARD_WORKBENCH_ORGANIZATION_ID")) if key else None
+    try:
+        workbench = WorkbenchCredentials(api_key=SecretStr(key), organization_id=env.get("M365_ONBOARD_WORKBENCH_ORGANIZATION_ID")) if key else None
+    except ValueError as exc:  # never the values: the message names the field only
+        first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": str(exc)}
+        raise DeployError(f"workbench credentials: {first['msg']}") from exc
     return app, workbench
 
 
@@ -131,8 +140,8 @@ def _deployments(client: SyncPrefectClient, names: list[str]) -> dict[str, Any]:
     return {d.name: d for d in found}
 
 
-def ensure_deployments(client: SyncPrefectClient, report: DeployReport, project: Path, env: Mapping[str, str]) -> None:
-    """``prefect deploy --all`` from the project's ``prefect.yaml``; reports each deployment as created or updated."""
+def ensure_deployments(client: SyncPrefectClient, report: DeployReport, project: Path, env: Mapping[str, str]) -> list[str]:
+    """``prefect deploy --all`` from the project's ``prefect.yaml``; reports each deployment as created or updated; returns their names."""
     names = [d["name"] for d in yaml.safe_load((project / "prefect.yaml").read_text()).get("deployments", [])]
     before = _deployments(client, names)
     result = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=project, env=dict(env),
@@ -145,6 +154,39 @@ def ensure_deployments(client: SyncPrefectClient, report: DeployReport, project:
         if name not in after:
             raise DeployError(f"deployment {name!r} is not on the server after prefect deploy")
         report.add("deployment", name, "updated" if name in before else "created")  # prefect deploy always rewrites it
+    return names
+
+
+RESULTS_BLOCK = "m365-onboarding-results"
+
+
+def ensure_result_storage(report: DeployReport, project: Path, settings: OnboardingSettings) -> str:
+    """The block every worker keeps task results in, as ``block-type/name``; the default one is made here.
+
+    Without one each worker writes results under its own PREFECT_HOME, and a run resumed on
+    another worker (or host) would start again from an empty cache.
+    """
+    if settings.results.storage_block is not None:
+        name = settings.results.storage_block.split("/", 1)[1]
+        try:
+            sync_result(Block.load(settings.results.storage_block))
+        except ValueError as exc:
+            raise DeployError(f"M365_ONBOARD_RESULTS__STORAGE_BLOCK {settings.results.storage_block!r} is not a saved block: {exc}") from exc
+        report.add("block", name, "kept")
+        return settings.results.storage_block
+    folder = (settings.results.local_path or project / ".state" / "results").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    ensure_block(report, LocalFileSystem(basepath=str(folder)), LocalFileSystem, RESULTS_BLOCK)
+    return f"{LocalFileSystem.get_block_type_slug()}/{RESULTS_BLOCK}"
+
+
+def use_result_storage(client: SyncPrefectClient, names: list[str], storage_block: str) -> None:
+    """Point every deployment's runs at the shared result storage and Prefect's JSON serializer."""
+    for deployment in _deployments(client, names).values():
+        variables = dict(deployment.job_variables or {})
+        variables["env"] = {**dict(variables.get("env") or {}),
+                            "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK": storage_block, "PREFECT_RESULTS_DEFAULT_SERIALIZER": "json"}
+        client.update_deployment(deployment.id, DeploymentUpdate(job_variables=variables))
 
 
 def deploy(client: SyncPrefectClient, project: Path, settings: OnboardingSettings, blocks: BlockNames,
@@ -157,7 +199,9 @@ def deploy(client: SyncPrefectClient, project: Path, settings: OnboardingSetting
     env = dict(env if env is not None else os.environ)
     if PREFECT_API_URL.value():  # the server this process talks to, also for `prefect deploy`
         env["PREFECT_API_URL"] = PREFECT_API_URL.value()
-    ensure_deployments(client, report, project, env)
+    storage = ensure_result_storage(report, project, settings)
+    names = ensure_deployments(client, report, project, env)
+    use_result_storage(client, names, storage)
     automations = apply_automations(client, settings)
     for verb in ("created", "updated", "deleted", "unchanged"):
         for name in getattr(automations, verb):

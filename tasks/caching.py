@@ -26,7 +26,7 @@ def _prefect_api_unavailable(task: object, task_run: object, state: State) -> bo
     error = state.result(raise_on_failure=False)
     if isinstance(error, PrefectHTTPStatusError):
         return error.response.status_code in (429, 500, 502, 503, 504)
-    return isinstance(error, httpx.TransportError)
+    return isinstance(error, httpx.TransportError | TimeoutError)
 
 
 ORCHESTRATION_RETRIES: dict[str, Any] = {
@@ -34,4 +34,5 @@ ORCHESTRATION_RETRIES: dict[str, Any] = {
     "retry_delay_seconds": [2, 5, 15, 30],
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": _prefect_api_unavailable,
+    "timeout_seconds": 300,  # a Prefect API call that hangs (a server half-down) is retried, not waited on for ever
 }

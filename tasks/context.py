@@ -47,10 +47,13 @@ class TenantContext:
     graph: GraphClient
     exchange: ExchangeAdminClient
     management: ManagementActivityClient
-    required_permissions: tuple[str, ...]  # what admin consent must have granted (the catalogue's list)
+    required_permissions: tuple[str, ...]  # what admin consent must have granted: every step's read permissions
     workbench_client: WorkbenchClient | None = None  # None: no Workbench API key was given
     tenant: TenantCheck | None = None  # the latest tenant check; kept once it verified the name
     check_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Called before every write to the tenant or the provider's side (tasks/fencing.py: a process
+    # that is no longer its run's current execution stops there).
+    before_write: Callable[[], None] = field(default=lambda: None, repr=False)
 
     @classmethod
     def create(
@@ -62,6 +65,7 @@ class TenantContext:
         tokens: TokenProvider,
         required_permissions: tuple[str, ...],
         workbench_authorization: Callable[[], str] | None = None,
+        workbench_organization_id: str | None = None,
     ) -> TenantContext:
         """The context with every client of the tenant, each against the cloud's endpoint for its API."""
         endpoints = settings.endpoints()
@@ -85,7 +89,8 @@ class TenantContext:
                                                 publisher_id=settings.provider.tenant_id, tenant_id=tenant_id, **options),
             required_permissions=required_permissions,
             # The provider's key, the same for every tenant: it decides which organizations it sees.
-            workbench_client=WorkbenchClient(endpoints.workbench, authorization=workbench_authorization, **options)
+            workbench_client=WorkbenchClient(endpoints.workbench, authorization=workbench_authorization,
+                                             organization_id=workbench_organization_id, **options)
             if workbench_authorization is not None else None,
         )
 

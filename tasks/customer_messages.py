@@ -24,7 +24,7 @@ from prefect_email import EmailServerCredentials, SMTPType
 
 from core.catalogue import WaitSpec
 from core.requests import TenantRequest
-from core.settings import OnboardingSettings
+from core.settings import OnboardingSettings, declared_settings
 from tasks.caching import STEP_ID
 from tasks.errors import UnusableChannel
 
@@ -81,8 +81,9 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     task_run_name="notify-customer-{kind}",
     persist_result=True,
     cache_policy=STEP_ID + (INPUTS - "subject" - "body") + RUN_ID,  # once per kind and run, whatever the text
-    retries=3,
-    retry_delay_seconds=[5, 30, 120],  # a webhook or mail server that is briefly down
+    retries=len(declared_settings().notifications.message_retry_delays_s),
+    retry_delay_seconds=declared_settings().notifications.message_retry_delays_s,  # a webhook or mail server briefly down
+    timeout_seconds=120,
     retry_condition_fn=_worth_retrying,
 )
 def notify_customer(request: TenantRequest, kind: str, subject: str, body: str, block_slug: str | None, contact: str | None = None) -> bool:

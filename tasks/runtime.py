@@ -20,6 +20,7 @@ from core.requests import BlockNames, TenantRequest
 from core.settings import OnboardingSettings
 from tasks.catalogue import CATALOGUE
 from tasks.context import TenantContext
+from tasks.fencing import assert_current_execution
 
 KEPT = 16  # contexts kept per process: a process serves one run, tests a few
 _contexts: OrderedDict[tuple[TenantRequest, BlockNames, str], TenantContext] = OrderedDict()
@@ -34,11 +35,13 @@ def tenant_context(
     client_id: str,
     credential: Callable[[], str | dict[str, Any]],
     workbench_authorization: Callable[[], str] | None,
+    workbench_organization_id: str | None = None,
 ) -> TenantContext:
     """The context of one tenant for the provider's app ``client_id`` (``credential`` gives its secret or certificate)."""
     tokens = TokenProvider(settings.endpoints().login, client_id, credential, ca_bundle=settings.ca_bundle, timeout_s=settings.timing.http_timeout_s)
     return TenantContext.create(tenant_id, organization_name, provider_org_id, settings, tokens,
-                                required_permissions=tuple(CATALOGUE.requested_permissions()), workbench_authorization=workbench_authorization)
+                                required_permissions=tuple(CATALOGUE.read_permissions()), workbench_authorization=workbench_authorization,
+                                workbench_organization_id=workbench_organization_id)
 
 
 def build_context(request: TenantRequest, blocks: BlockNames, settings: OnboardingSettings | None = None) -> TenantContext:
@@ -46,8 +49,13 @@ def build_context(request: TenantRequest, blocks: BlockNames, settings: Onboardi
     settings = settings or OnboardingSettings()
     app = sync_result(ProviderAppCredentials.load(blocks.provider_app))
     workbench = sync_result(WorkbenchCredentials.load(blocks.workbench))
-    return tenant_context(request.tenant_id, request.organization_name, request.provider_org_id, settings,
-                          app.client_id, app.msal_credential, workbench.authorization_header)
+    # A mistyped provider organization the key can also see would register the tenant under
+    # another customer: refused before any call, the SOC guest's invitation included.
+    workbench.check_organization(request.provider_org_id)
+    context = tenant_context(request.tenant_id, request.organization_name, request.provider_org_id, settings,
+                             app.client_id, app.msal_credential, workbench.authorization_header, workbench.organization_id)
+    context.before_write = assert_current_execution  # a superseded execution of the run writes nothing
+    return context
 
 
 def context_for(request: TenantRequest, blocks: BlockNames) -> TenantContext:

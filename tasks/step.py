@@ -89,11 +89,13 @@ def run_step(step: Step[TenantContext, Any, Any], ctx: TenantContext, mode: Mode
         customer = plan.model_copy(update={"changes": [c for c in plan.changes if c.by == "customer"]})
         provider = plan.model_copy(update={"changes": [c for c in plan.changes if c.by == "provider"]})
         if provider.changes and plan.action != Action.MANUAL:
+            ctx.before_write()
             step.apply(ctx, desired, observed, provider)  # the provider's own part needs no customer
         if customer.changes or plan.action == Action.MANUAL:
             text = step.instructions(ctx, desired, customer)
             return result(Outcome.ACTION_REQUIRED, str(customer), observed, instructions=text, waiting_for="the customer's admin")
     else:
+        ctx.before_write()
         step.apply(ctx, desired, observed, plan)
     verified = step.verify(ctx, desired)
     outcome, waiting_for = step.settled(verified)

@@ -11,6 +11,7 @@ permission, a wrong tenant) fails at once with its message.
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from typing import Any
 
@@ -22,6 +23,7 @@ from clients.errors import ApiConnectionError, ServerError, Throttled
 from core.catalogue import StepName, StepSpec
 from core.requests import BlockNames, TenantRequest
 from core.results import Mode, StepResult
+from core.settings import declared_settings
 from tasks.caching import ONCE_PER_RUN
 from tasks.catalogue import CATALOGUE
 from tasks.context import TenantCheck
@@ -31,20 +33,35 @@ from tasks.runtime import context_for
 from tasks.step import run_step
 from tasks.tenant import check_tenant, tenant_checked
 
-TRANSIENT = (Throttled, ServerError, ApiConnectionError, StepNotConverged)
+# What time can fix; TimeoutError is a check that took longer than STEP_TIMEOUT_S (a dripping answer).
+TRANSIENT = (Throttled, ServerError, ApiConnectionError, StepNotConverged, TimeoutError)
+# Longer than the slowest healthy check: a write's consistency wait (300 s by default) plus a few
+# throttled calls (Retry-After is capped at 120 s); a check that hangs past it is retried.
+STEP_TIMEOUT_S = 900
+
+
+MAX_THROTTLE_WAIT_S = 600.0  # a longer Retry-After is the wait's business: its next check comes later anyway
 
 
 def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what time can fix."""
+    """Retry only what time can fix; after a 429, not before the service's Retry-After has passed.
+
+    Prefect's retry delay cannot depend on the error, so the rest of the Retry-After (seconds or an
+    HTTP-date, longer than the in-process cap of the HTTP layer) is slept here, before that delay.
+    """
     error = state.result(raise_on_failure=False)
+    if isinstance(error, Throttled) and error.retry_after:
+        time.sleep(min(error.retry_after, MAX_THROTTLE_WAIT_S))
     return isinstance(error, TRANSIENT)
 
 
+_timing = declared_settings().timing
 STEP_RETRIES: dict[str, Any] = {
-    "retries": 5,
-    "retry_delay_seconds": exponential_backoff(backoff_factor=10),
+    "retries": _timing.step_retries,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=_timing.step_retry_backoff_s),
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": retry_transient,
+    "timeout_seconds": STEP_TIMEOUT_S,
 }
 
 
@@ -98,12 +115,17 @@ def choose_step_modes(request: TenantRequest, blocks: BlockNames, forced: dict[s
 
 
 def precheck_step(wait: StepName, request: TenantRequest, blocks: BlockNames) -> StepResult:
-    """What the resumer looks at before it wakes a waiting run: the wait's step in guide mode.
+    """What the resumer looks at before it wakes a waiting run: the wait's step in plan mode.
 
-    Guide mode never changes the customer's settings, but does the provider's own part as the run's
-    check would: once auditing is in effect, only starting the provider's Management Activity
-    subscriptions ends the audit wait, which plan mode would never see.
+    The resumer holds no claim on the tenant, so it never writes, not even the provider's own part:
+    a plan with provider-side changes (Management Activity subscriptions to start once auditing is
+    in effect, a device to register again) wakes the run, which makes them under its claim.
     """
     ctx = context_for(request, blocks)
     tenant_checked(ctx)
-    return run_step(CATALOGUE.check_of(wait), ctx, Mode.GUIDE)
+    return run_step(CATALOGUE.check_of(wait), ctx, Mode.PLAN)
+
+
+def provider_has_work(result: StepResult) -> bool:
+    """The plan has changes on the provider's side, which only the onboarding run makes."""
+    return any(change.by == "provider" for change in result.plan.changes)

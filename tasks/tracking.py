@@ -30,6 +30,7 @@ class Transition(StrEnum):
     WAITING = "waiting"
     STALLED = "stalled"
     COMPLETED = "completed"
+    PLANNED = "planned"  # plan mode: its changes are listed, nothing was applied (or waited for)
     FAILED = "failed"
 
 
@@ -57,7 +58,7 @@ class Checklist(BaseModel):
         return sum(1 for s in self.steps.values() if s.state == Transition.COMPLETED) / len(self.steps)
 
     def markdown(self, request: TenantRequest) -> str:
-        marks = {"completed": "✅", "waiting": "⏳", "stalled": "⚠️", "failed": "❌", "started": "▶️", "pending": "⬜"}
+        marks = {"completed": "✅", "planned": "📝", "waiting": "⏳", "stalled": "⚠️", "failed": "❌", "started": "▶️", "pending": "⬜"}
         lines = [
             f"# Onboarding: {request.organization_name}",
             f"Tenant `{request.tenant_id}` · provider organization `{request.provider_org_id}`",
@@ -138,4 +139,22 @@ def record_retry(request: TenantRequest, step: StepName, action: str, finding: s
         event="onboarding.step.retried",
         resource={**tenant_resource(request), "onboarding.step": step.value},
         payload={"step": step.value, "action": action, "detail": finding, "tenant_id": request.tenant_id, "organization": request.organization_name},
+    )
+
+
+@task(
+    name="record_undelivered",
+    task_run_name="{kind}-undelivered",
+    persist_result=True,
+    cache_policy=STEP_ID + (INPUTS - "reason") + RUN_ID,  # once per message kind and run
+    **ORCHESTRATION_RETRIES,
+)
+def record_undelivered(request: TenantRequest, kind: str, reason: str) -> None:
+    """Emit ``onboarding.message.undelivered``: a customer message whose channel failed (it is tried again)."""
+    run = FlowRunContext.get()
+    emit_event(
+        id=uuid5(NAMESPACE_URL, f"{run.flow_run.id if run and run.flow_run else 'local'}/{request.tenant_id}/{kind}/undelivered"),
+        event="onboarding.message.undelivered",
+        resource=tenant_resource(request),
+        payload={"kind": kind, "detail": reason, "tenant_id": request.tenant_id, "organization": request.organization_name},
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from clients.errors import AuditLogOff, NoSubscription
+from clients.errors import AuditLogOff, NoSubscription, Throttled
 from core.catalogue import StepName, StepSpec, WaitPolicyName, WaitSpec
 from core.permissions import StepPermissions
 from core.results import Action, Change, Outcome, Plan
@@ -128,14 +128,30 @@ def restart_silent_subscriptions(ctx: TenantContext) -> str:
     """Automatic retry when data does not flow: restart every enabled subscription that has delivered
     no content in the last 24 hours, and say what was done (a provider-side change, any mode)."""
     management = ctx.management
-    enabled = [s.content_type for s in management.list_subscriptions() if s.status == "enabled"]
-    silent = [t for t in enabled if not management.list_content(t)]
+    wanted = ctx.settings.provider.management_content_types
+    status = {s.content_type: s.status for s in management.list_subscriptions()}
+    # A subscription of ours found stopped is one an earlier try stopped and could not start again.
+    stopped = [t for t in wanted if status.get(t) == "disabled"]
+    silent = [t for t in wanted if status.get(t) == "enabled" and not management.list_content(t)]
+    if not silent and not stopped:
+        return f"all {len(wanted)} Management Activity subscriptions deliver content; nothing restarted"
+    ctx.before_write()
     for content_type in silent:
         management.stop_subscription(content_type)
+    for content_type in silent:
         management.start_subscription(content_type)
-    if not silent:
-        return f"all {len(enabled)} Management Activity subscriptions deliver content; nothing restarted"
-    return f"restarted {len(silent)} Management Activity subscription(s) that delivered nothing: {', '.join(sorted(silent))}"
+    # A try that failed between a stop and its start left that one stopped: the task's retry
+    # observes it here and starts it, so a restart never leaves a subscription stopped for good.
+    # One restarted moments ago also reads stopped for 15 minutes; its start then answers 429.
+    settling = []
+    for content_type in stopped:
+        try:
+            management.start_subscription(content_type)
+        except Throttled:
+            settling.append(content_type)
+    restarted = sorted({*stopped, *silent} - set(settling))
+    found = f"restarted {len(restarted)} Management Activity subscription(s) that delivered nothing: {', '.join(restarted)}"
+    return found + (f"; restarting already: {', '.join(sorted(settling))}" if settling else "")
 
 
 ACTIVATION = WaitSpec(
@@ -146,6 +162,9 @@ ACTIVATION = WaitSpec(
     done=converged,
     waiting_for="auditing to take effect (up to 60 minutes)",
     stall_next_action="Check Get-AdminAuditLogConfig in the tenant; if it reads True, open a case with Microsoft support.",
+    # Only starting the provider's subscriptions shows that auditing is in effect (the API refuses
+    # them until then), and the resumer's pre-check writes nothing: each check is the run's own.
+    prechecked=False,
 )
 SPEC = StepSpec(
     name=StepName.UNIFIED_AUDIT_LOG,

@@ -182,7 +182,8 @@ def test_deployed_onboarding_survives_a_killed_worker_and_a_server_restart_while
         worker = stack.start_worker(_worker_env(sandbox))
         runs = {tenant: _onboard(tenant, name, suffix) for tenant, name in TENANTS.items()}
         first_tenant = next(iter(TENANTS))
-        duplicate = _onboard(first_tenant, TENANTS[first_tenant], suffix)
+        # The same tenant spelled as people paste it: braces and upper case.
+        duplicate = _onboard("{" + first_tenant.upper() + "}", TENANTS[first_tenant], suffix)
         killed = status_seen = False
         deadline = time.monotonic() + 420
         with get_client(sync_client=True) as client:

@@ -16,6 +16,7 @@ from core.requests import BlockNames, OnboardingRequest, StepModes
 from core.results import Mode
 from core.settings import EXPEL_TENANT_ID
 from flows.onboard_tenant import onboard_tenant
+from tasks.catalogue import CATALOGUE
 from tests.sandbox_harness import SandboxHandle, sandbox_env, save_credential_blocks, start_sandbox
 
 pytestmark = pytest.mark.slow  # needs a Prefect server
@@ -118,3 +119,24 @@ def test_a_guide_mode_step_waits_for_the_customers_admin_and_carries_on_once_the
     assert len(writes) == 1, "in guide mode the flow itself must not write the partner entry"
     assert len(fast_sandbox.tenant_state(GUIDED)["directory"]["partners"]) == 1
     assert report.steps[StepName.CROSS_TENANT_ACCESS].outcome == "converged"
+
+
+def test_a_step_forced_to_plan_mode_writes_nothing_and_the_run_says_it_was_only_planned(fast_sandbox: SandboxHandle, blocks: BlockNames) -> None:
+    request = _request(FRESH, "Flow Fresh", blocks).model_copy(update={"modes": StepModes(unified_audit_log=Mode.PLAN)})
+    report = onboard_tenant(request)
+
+    exchange_writes = [r for r in fast_sandbox.request_log(service="exchange", tenant=FRESH) if _is_exchange_write(r)]
+    activity_writes = [r for r in fast_sandbox.request_log(service="management_activity", method="POST", tenant=FRESH)]
+    assert exchange_writes == [] and activity_writes == [], "plan mode changed the audit log or started subscriptions"
+    assert fast_sandbox.tenant_state(FRESH)["exchange"]["unifiedAuditLogIngestionEnabled"] is False
+    assert report.outcome.startswith("planned: unified_audit_log ran in plan mode and changed nothing, so no milestone was waited for"), report.outcome
+    assert report.steps[StepName.UNIFIED_AUDIT_LOG].outcome == "planned"
+    checklist = _artifact(f"onboarding-{FRESH}")
+    assert checklist.count("| planned not waited for: unified_audit_log ran in plan mode") == len(CATALOGUE.milestones()), checklist
+    assert "| 2. Unified audit log enabled | planned unified_audit_log: update" in checklist, checklist
+    assert checklist.count("| completed") == 5, checklist  # the tenant, consent, console and cross-tenant access, the device
+
+
+def _is_exchange_write(entry: dict) -> bool:
+    """An InvokeCommand whose cmdlet changes something; reads are Get-* (the sandbox logs the cmdlet as the operation)."""
+    return not str(entry.get("operation") or "Get-").startswith("Get-")

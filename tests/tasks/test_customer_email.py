@@ -6,22 +6,17 @@ client trusts through SSL_CERT_FILE, as a private mail relay would be set up.
 
 from __future__ import annotations
 
-import socket
-import ssl
 from collections.abc import Iterator
-from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from prefect import flow
-from prefect_email import EmailServerCredentials
 
 from core.requests import TenantRequest
-from sandbox.core.tls import ensure_tls_files
 from tasks.admin_consent import CONSENT
 from tasks.customer_messages import first_request, notify_customer
 from tasks.errors import UnusableChannel
+from tests.mail_relay import MailRelay
 
 pytestmark = pytest.mark.slow  # needs a Prefect server
 
@@ -30,41 +25,18 @@ TENANT = TenantRequest(tenant_id="3c3c3c3c-0000-4000-8000-000000000001", organiz
 CONTACT = "admin@mailcorp.example"
 
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))  # type: ignore[attr-defined]
-        return "250 OK"
-
-
-
 @pytest.fixture
-def relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[_Inbox, int]]:
-    tls = ensure_tls_files(tmp_path / "tls")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tls.server_cert, tls.server_key)
-    inbox = _Inbox()
-    with socket.socket() as probe:  # a free port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True)
-    controller.start()
-    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_cert))  # the client trusts the relay's CA
+def relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MailRelay]:
+    relay = MailRelay(tmp_path)
+    relay.start()
+    monkeypatch.setenv("SSL_CERT_FILE", str(relay.ca_cert))  # the client trusts the relay's CA
     monkeypatch.setenv("M365_ONBOARD_NOTIFICATIONS__EMAIL_FROM", "onboarding@provider.example")
-    yield inbox, port
-    controller.stop()
+    yield relay
+    relay.stop()
 
 
-def _save(name: str, port: int, **options: object) -> str:
-    EmailServerCredentials(smtp_server="127.0.0.1", smtp_port=port, smtp_type="STARTTLS", username=None, **options).save(name, overwrite=True)
-    return f"email-server-credentials/{name}"
-
-
-def test_the_consent_request_is_mailed_to_the_contact_once_per_run(prefect_server: None, relay: tuple[_Inbox, int]) -> None:
-    inbox, port = relay
-    slug = _save("customer-mail", port)
+def test_the_consent_request_is_mailed_to_the_contact_once_per_run(prefect_server: None, relay: MailRelay) -> None:
+    slug = relay.save_block("customer-mail")
     subject, body = first_request(TENANT, CONTACT, CONSENT, "Open https://login.example/adminconsent?client_id=abc", "Expel")
 
     @flow
@@ -73,20 +45,19 @@ def test_the_consent_request_is_mailed_to_the_contact_once_per_run(prefect_serve
         return [notify_customer(TENANT, "admin_consent-request", subject, body, slug, CONTACT) for _ in range(2)]
 
     assert onboarding_run() == [True, True]
-    [(sender, recipients, raw)] = inbox.messages
-    mail = message_from_bytes(raw, policy=policy.default)
+    [(sender, recipients, _)] = relay.messages
+    [mail] = relay.mails()
     assert (sender, recipients, mail["To"], mail["Subject"]) == ("onboarding@provider.example", [CONTACT], CONTACT, subject)
     text = mail.get_content()
     assert "grant admin consent" in text and "adminconsent?client_id=abc" in text and not text.startswith("To:")
 
 
-def test_a_block_that_would_not_verify_the_server_is_refused_and_sends_nothing(prefect_server: None, relay: tuple[_Inbox, int]) -> None:
-    inbox, port = relay
-    slug = _save("unverified-mail", port, verify=False)
+def test_a_block_that_would_not_verify_the_server_is_refused_and_sends_nothing(prefect_server: None, relay: MailRelay) -> None:
+    slug = relay.save_block("unverified-mail", verify=False)
 
     with pytest.raises(UnusableChannel, match="without verifying the server's certificate"):
         notify_customer(TENANT, "admin_consent-request", "subject", "body", slug, CONTACT)
-    assert inbox.messages == []
+    assert relay.messages == []
 
 
 def test_a_missing_block_is_named(prefect_server: None) -> None:

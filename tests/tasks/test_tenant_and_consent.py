@@ -58,11 +58,12 @@ def test_consent_complete_is_converged(make_context: Callable[..., TenantContext
     assert result.outcome == Outcome.CONVERGED and result.observed["missing"] == []
 
 
-def test_partial_consent_names_every_missing_permission(make_context: Callable[..., TenantContext]) -> None:
+def test_partial_consent_names_every_missing_read_permission_and_asks_no_write_permission(make_context: Callable[..., TenantContext]) -> None:
+    # The tenant withheld User.Invite.All (a write: console access then runs in guide mode) and ActivityFeed.Read (a read).
     result = run_step(AdminConsentStep(), make_context(PARTIAL), Mode.APPLY)
     assert result.outcome == Outcome.ACTION_REQUIRED
-    assert sorted(result.observed["missing"]) == ["ActivityFeed.Read", "User.Invite.All"]
-    assert "User.Invite.All" in present(result.instructions) and "ActivityFeed.Read" in present(result.instructions)
+    assert result.observed["missing"] == ["ActivityFeed.Read"]
+    assert "ActivityFeed.Read" in present(result.instructions) and "User.Invite.All" not in present(result.instructions)
 
 
 def test_consent_detected_once_given_even_with_a_cached_token(step_sandbox: SandboxHandle, make_context: Callable[..., TenantContext]) -> None:
@@ -76,8 +77,8 @@ def test_consent_detected_once_given_even_with_a_cached_token(step_sandbox: Sand
 def test_require_consent_names_what_a_person_must_do(make_context: Callable[..., TenantContext]) -> None:
     with pytest.raises(ConsentIncomplete) as incomplete:
         require_consent(run_step(AdminConsentStep(), make_context(PARTIAL), Mode.APPLY))
-    assert incomplete.value.missing == ["User.Invite.All", "ActivityFeed.Read"]
-    assert "User.Invite.All, ActivityFeed.Read" in str(incomplete.value) and "re-open the admin-consent link" in str(incomplete.value)
+    assert incomplete.value.missing == ["ActivityFeed.Read"]
+    assert "not granted: ActivityFeed.Read." in str(incomplete.value) and "re-open the admin-consent link" in str(incomplete.value)
     with pytest.raises(AppNotConsented, match="has not consented") as missing:
         require_consent(run_step(AdminConsentStep(), make_context(NEVER_CONSENTS), Mode.APPLY))
     assert "/adminconsent?client_id=" in str(missing.value)

@@ -1,0 +1,90 @@
+"""What the end-to-end tests share: deployed runs on a real server and worker, against a sandbox.
+
+The workers' environment, credential blocks saved as the team saves them, runs started as
+``m365-onboard onboard`` starts them, and what a person checks afterwards: each run's state
+history, the tenant's step events, and the objects in the tenant and in Workbench.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+
+from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from core.dispatch import sync_result
+from tests.sandbox_harness import SandboxHandle, sandbox_settings
+from tests.support import present
+
+ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
+HEARTBEAT_S = 30  # the shortest Prefect allows: a killed run is marked Crashed 90 s after its last heartbeat
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def worker_env(sandbox: SandboxHandle, scale: float, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A worker's environment for the sandbox on compressed time: every pause releases the worker."""
+    env = {f"M365_ONBOARD_{k.upper()}": str(v) for k, v in sandbox_settings(sandbox).model_dump(exclude_none=True).items()
+           if isinstance(v, str | int | float | Path)}
+    env |= {
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S),
+        "M365_ONBOARD_WAITS__TIME_SCALE": str(scale),
+        "M365_ONBOARD_WAITS__SUSPEND_FROM_S": "0",  # every pause releases the worker, as long waits do in production
+        "M365_ONBOARD_TIMING__CONSISTENCY_INTERVAL_S": "0.1",
+        "M365_ONBOARD_TIMING__CONSISTENCY_DEADLINE_S": "30",
+    }
+    return env | (extra or {})
+
+
+def save_blocks(sandbox: SandboxHandle) -> str:
+    """The sandbox's app and Workbench credentials saved as blocks; returns the names' suffix."""
+    suffix = uuid.uuid4().hex[:6]
+    ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(f"app-{suffix}")
+    WorkbenchCredentials(api_key=sandbox.workbench_key()).save(f"wb-{suffix}")
+    return suffix
+
+
+def onboard(tenant: str, name: str, suffix: str, email: str = "admin@customer.example") -> uuid.UUID:
+    """Start one onboarding run of the deployment, as ``m365-onboard onboard`` does; returns its id."""
+    request = {"tenant_id": tenant, "organization_name": name, "provider_org_id": ORG, "customer_contact_email": email,
+               "blocks": {"provider_app": f"app-{suffix}", "workbench": f"wb-{suffix}"}}
+    return sync_result(run_deployment("onboard-tenant/onboard-tenant", parameters={"request": request}, timeout=0)).id
+
+
+def devices(sandbox: SandboxHandle, tenant: str) -> list[dict[str, Any]]:
+    """The tenant's Workbench devices that are not deleted."""
+    return [d for d in sandbox.admin("GET", "workbench").json()["security_devices"] if d["tenant_id"] == tenant and d["deleted_at"] is None]
+
+
+def states(run_id: uuid.UUID) -> list[str]:
+    """The names of a run's states, oldest first, as its history in the UI lists them."""
+    with get_client(sync_client=True) as client:
+        return [present(s.name) for s in client.read_flow_run_states(run_id)]
+
+
+def wait_until_final(run_ids: list[uuid.UUID], timeout_s: float, poll_s: float = 2.0) -> dict[uuid.UUID, str]:
+    """Wait until every run is in a final state that is not Crashed (crash recovery restarts those)."""
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            found = {run_id: client.read_flow_run(run_id).state for run_id in run_ids}
+            if all(s is not None and s.type.value in TERMINAL and s.name != "Crashed" for s in found.values()):
+                return {run_id: present(present(s).name) for run_id, s in found.items()}
+            if time.monotonic() > deadline:
+                return {run_id: (s.name if s else None) or "no state" for run_id, s in found.items()}
+            time.sleep(poll_s)
+
+
+def one_of_each(sandbox: SandboxHandle, tenant: str) -> dict[str, int]:
+    """How many SOC guests, Global Reader assignments of the guest, partner entries and devices the tenant has."""
+    directory = sandbox.tenant_state(tenant)["directory"]
+    guests = [u["id"] for u in directory["users"]]
+    return {
+        "guests": len(guests),
+        "role_assignments": len([a for a in directory["roleAssignments"] if a["principalId"] in guests]),
+        "partners": len(directory["partners"]),
+        "devices": len(devices(sandbox, tenant)),
+    }
