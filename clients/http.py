@@ -173,7 +173,10 @@ def is_timeout(exc: requests.RequestException) -> bool:
     """True for a timeout, also when urllib3's retries wrapped it into a ConnectionError."""
     if isinstance(exc, requests.Timeout):
         return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    first = exc.args[0] if exc.args else None
+    if isinstance(first, ReadTimeoutError):  # the body stopped coming after the headers (requests wraps it bare)
+        return True
+    reason = getattr(first, "reason", None)
     if isinstance(reason, NewConnectionError):  # urllib3 makes it a ConnectTimeoutError subclass
         return False
     return isinstance(reason, TimeoutError | ReadTimeoutError | ConnectTimeoutError)

@@ -11,7 +11,7 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 from urllib3 import HTTPHeaderDict
 
-from clients.errors import Throttled
+from clients.errors import ApiTimeout, Throttled
 from clients.graph import GraphClient
 from clients.http import CappedRetry, make_retry, retry_after_seconds
 from sandbox.core.tls import TlsFiles
@@ -125,3 +125,12 @@ def test_a_past_date_is_no_wait_and_garbage_is_backoff_not_a_crash(stub: StubSer
         _graph(stub, stub_tls, retries=1).get_organization()
     assert caught.value.retry_after == expected
     assert len(stub.received) == 2 and time.monotonic() - started < 5
+
+
+def test_an_answer_that_drips_in_slower_than_the_read_timeout_is_a_timeout(step_sandbox: SandboxHandle, make_context: Callable[..., TenantContext]) -> None:
+    """The headers come at once, then the body stops: a timeout (retried as one), not a refused connection."""
+    ctx = make_context(FRESH, timing={"http_retries": 0, "http_timeout_s": 0.3})
+    ctx.tokens.token(FRESH, "https://graph.microsoft.com")  # the token request is not what drips
+    step_sandbox.add_fault(service="graph", kind="drip", delay="4s", chunks=4, count=1)  # a piece every second
+    with pytest.raises(ApiTimeout):
+        ctx.graph.get_organization()
