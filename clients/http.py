@@ -18,6 +18,7 @@ import logging
 import re
 import socket
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -213,6 +214,28 @@ def connection_failure(exc: BaseException) -> str:
     return f"{type(innermost).__name__}: {str(innermost).splitlines()[0] if str(innermost) else ''}".rstrip(": ")
 
 
+class ThrottleGate:
+    """A service's "wait" holds every request of the client, not only the one it answered.
+
+    Microsoft throttles per app, tenant and service; a Retry-After given to one thread's request
+    would otherwise be ignored by the other steps of the run calling the same service meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + seconds)
+
+    def wait(self) -> None:
+        with self._lock:
+            remaining = self._until - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+
+
 class CappedRetry(Retry):
     """urllib3's Retry, with Retry-After capped so that one throttled call cannot sleep for minutes.
 
@@ -222,20 +245,28 @@ class CappedRetry(Retry):
     :func:`retry_after_seconds`, so a value urllib3 cannot parse backs off instead of failing the call.
     """
 
-    def __init__(self, *args: Any, max_retry_after_s: float = 120.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_retry_after_s: float = 120.0, gate: ThrottleGate | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_retry_after_s = max_retry_after_s
+        self.gate = gate
 
     def new(self, **kw: Any) -> Self:
         kw.setdefault("max_retry_after_s", self.max_retry_after_s)
+        kw.setdefault("gate", self.gate)
         return super().new(**kw)
 
     def get_retry_after(self, response: Any) -> float | None:
         value = retry_after_seconds(response)
-        return None if value is None else min(value, self.max_retry_after_s)
+        if value is None:
+            return None
+        capped = min(value, self.max_retry_after_s)
+        if self.gate is not None:
+            self.gate.hold(capped)  # the client's other requests wait as long as this retry does
+        return capped
 
 
-def make_retry(retries: int, max_retry_after_s: float, methods: frozenset[str] = IDEMPOTENT_METHODS) -> CappedRetry:
+def make_retry(retries: int, max_retry_after_s: float, methods: frozenset[str] = IDEMPOTENT_METHODS,
+               gate: ThrottleGate | None = None) -> CappedRetry:
     return CappedRetry(
         total=retries,
         connect=retries,
@@ -250,6 +281,7 @@ def make_retry(retries: int, max_retry_after_s: float, methods: frozenset[str] =
         backoff_jitter=0.5,
         raise_on_status=False,
         max_retry_after_s=max_retry_after_s,
+        gate=gate,
     )
 
 
@@ -310,9 +342,11 @@ class ApiClient:
         self.tenant_id = tenant_id
         self._authorization = authorization  # None: the service needs no credential (OIDC discovery)
         self.timeout_s = timeout_s
-        self.session = self._session(ca_bundle, make_retry(retries, max_retry_after_s))
+        self.max_retry_after_s = max_retry_after_s
+        self.gate = ThrottleGate()
+        self.session = self._session(ca_bundle, make_retry(retries, max_retry_after_s, gate=self.gate))
         # For APIs whose reads are POSTs (Exchange's InvokeCommand): used only when a call says so.
-        self.idempotent_post_session = self._session(ca_bundle, make_retry(retries, max_retry_after_s, IDEMPOTENT_METHODS | {"POST"}))
+        self.idempotent_post_session = self._session(ca_bundle, make_retry(retries, max_retry_after_s, IDEMPOTENT_METHODS | {"POST"}, self.gate))
 
     @staticmethod
     def _session(ca_bundle: str | Path | None, retry: Retry) -> VerifiedSession:
@@ -402,6 +436,7 @@ class ApiClient:
         all_headers = {"client-request-id": str(uuid.uuid4()), **(headers or {})}
         if self._authorization is not None:
             all_headers["Authorization"] = self._checked_authorization(operation)
+        self.gate.wait()  # a Retry-After the service gave this client holds this request too
         try:
             session = self.idempotent_post_session if idempotent_post else self.session
             response = session.request(method, url, params=params, json=json, headers=all_headers, timeout=self.timeout_s)
@@ -411,6 +446,9 @@ class ApiClient:
                 raise ApiTimeout(f"{self.service} {operation}: no answer within {self.timeout_s:g}s from {self.base_url}") from exc
             raise ApiConnectionError(f"{self.service} {operation}: cannot reach {self.base_url}: {connection_failure(exc)}") from exc
         request_id = _request_id(response)
+        waited = retry_after_seconds(response) if response.status_code in RETRY_STATUSES else None
+        if waited:
+            self.gate.hold(min(waited, self.max_retry_after_s))  # retries ran out, or a POST is not retried: the next call waits
         logger.debug("%s %s %s -> %s request-id=%s", self.service, method, operation, response.status_code, request_id)
         if response.status_code in expected:
             return response

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import math
 import time
+from datetime import datetime
 from collections.abc import Callable
 
 import pytest
@@ -134,3 +135,19 @@ def test_an_answer_that_drips_in_slower_than_the_read_timeout_is_a_timeout(step_
     step_sandbox.add_fault(service="graph", kind="drip", delay="4s", chunks=4, count=1)  # a piece every second
     with pytest.raises(ApiTimeout):
         ctx.graph.get_organization()
+
+
+def test_a_retry_after_holds_every_request_of_the_client_not_only_the_one_it_answered(
+    step_sandbox: SandboxHandle, make_context: Callable[..., TenantContext]
+) -> None:
+    """Microsoft throttles per app, tenant and service: the run's other calls to Graph wait too."""
+    ctx = make_context(FRESH, timing={"http_retries": 0})
+    ctx.tokens.token(FRESH, "https://graph.microsoft.com")
+    step_sandbox.add_fault(service="graph", kind="throttle", retry_after="1s", count=1)
+    with pytest.raises(Throttled):
+        ctx.graph.get_organization()
+    ctx.graph.find_users_by_address("nobody@fresh.example")  # another call, at once
+    throttled, after = step_sandbox.request_log(service="graph")[-2:]
+    assert throttled["status"] == 429 and after["status"] == 200
+    gap = (datetime.fromisoformat(after["received_at"]) - datetime.fromisoformat(throttled["received_at"])).total_seconds()
+    assert gap >= 1.0, f"the next request came {gap:.2f}s after a Retry-After of 1 s"
