@@ -105,6 +105,28 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
             )
         ],
     )
+    # A worker killed between handing a run to its process and the process starting leaves the run
+    # Pending, with no heartbeat ever: the same silence, seen from the Pending state.
+    never_started = Automation(
+        name=f"{PREFIX}catch runs that never started",
+        description=(
+            f"An onboarding or resumer run Pending for {recovery.silent_after_s} s with no state change since never got "
+            f"its process (the worker died while starting it): mark it Crashed so that it is seen and recovered."
+        ),
+        tags=[TAG],
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.role": "deployment", "prefect.resource.id": [_deployment(ids.onboarding), _deployment(ids.resumer)]},
+            after={"prefect.flow-run.Pending"},
+            expect={"prefect.flow-run.*"},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=recovery.silent_after_s),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"Pending for {recovery.silent_after_s} s: the worker never started the run's process.")],
+    )
     onboarding_runs: ResourceSpec = {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)}
     restart = _restart_crashed(
         f"{PREFIX}restart crashed onboarding runs",
@@ -136,7 +158,7 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
         ids,
         again_after_s=again,
     )
-    return [silent, restart, restart_check, restart_again]
+    return [silent, never_started, restart, restart_check, restart_again]
 
 
 def _tenant_step(step: StepName) -> dict[str, str]:

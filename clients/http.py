@@ -230,9 +230,11 @@ class ThrottleGate:
             self._until = max(self._until, time.monotonic() + seconds)
 
     def wait(self) -> None:
-        with self._lock:
-            remaining = self._until - time.monotonic()
-        if remaining > 0:
+        while True:  # another answer may have asked for longer while this one slept
+            with self._lock:
+                remaining = self._until - time.monotonic()
+            if remaining <= 0:
+                return
             time.sleep(remaining)
 
 

@@ -18,28 +18,52 @@ check runs again with its own parameters.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 from prefect.exceptions import FlowPauseTimeout, NotPausedError
 from prefect.flow_runs import resume_flow_run
-from prefect.states import Scheduled
+from prefect.states import Running, Scheduled
 
 from core.settings import OnboardingSettings
 from flows.scheduled_checks import PreCheck, schedule_resume
 
 
-def restart_crashed(flow_run_id: str, max_recoveries: int) -> str:
-    """Reschedule a Crashed run unless it has crashed more than ``max_recoveries`` times."""
+def heard_since(client: SyncPrefectClient, flow_run_id: UUID, since: datetime, listen_s: float) -> bool:
+    """Whether the run's process sent a heartbeat after ``since``, listening up to ``listen_s`` for one."""
+    query = EventFilter(event=EventNameFilter(name=["prefect.flow-run.heartbeat"]), resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]))
+    deadline = time.monotonic() + listen_s
+    while True:
+        query.occurred = EventOccurredFilter(since=since, until=datetime.now(UTC))
+        if client.read_events(filter=query, limit=1).events:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(5.0, listen_s / 6))
+
+
+def restart_crashed(flow_run_id: str, max_recoveries: int, heartbeat_s: float = 180) -> str:
+    """Reschedule a Crashed run unless it has crashed more than ``max_recoveries`` times, or still lives.
+
+    A run marked Crashed because the server heard nothing from it (the server was down, not the
+    process) sends heartbeats again once the server is back: such a run is put back to Running,
+    not restarted, so that it never gets a second process.
+    """
     logger = get_run_logger()
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(flow_run_id))
         if run.state is None or run.state.name != "Crashed":
             logger.info("flow_run=%s is %s, not Crashed; nothing to restart", flow_run_id, run.state and run.state.name)
             return "not-crashed"
+        if heard_since(client, run.id, run.state.timestamp, listen_s=1.5 * heartbeat_s + 10):
+            client.set_flow_run_state(run.id, Running(message="its process still sends heartbeats: it was unheard, not crashed"), force=True)
+            logger.warning("flow_run=%s run=%s was marked Crashed but its process lives; back to Running, not restarted", flow_run_id, run.name)
+            return "alive"
         crashes = sum(1 for state in client.read_flow_run_states(run.id) if state.name == "Crashed")
         if crashes > max_recoveries:
             logger.error("flow_run=%s run=%s crashed %d times; not restarting it again: look at its logs", flow_run_id, run.name, crashes)
@@ -106,7 +130,8 @@ def resume_onboarding(flow_run_id: str, precheck: PreCheck | None = None, preche
     try:
         resume_flow_run(UUID(flow_run_id))
     except NotPausedError:
-        return restart_crashed(flow_run_id, OnboardingSettings().recovery.max_recoveries)
+        recovery = OnboardingSettings().recovery
+        return restart_crashed(flow_run_id, recovery.max_recoveries, recovery.heartbeat_s)
     except FlowPauseTimeout:
         logger.warning("flow_run=%s passed its wait limit before it could be resumed", flow_run_id)
         return "timed-out"

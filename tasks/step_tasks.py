@@ -33,11 +33,10 @@ from tasks.runtime import context_for
 from tasks.step import run_step
 from tasks.tenant import check_tenant, tenant_checked
 
-# What time can fix; TimeoutError is a check that took longer than STEP_TIMEOUT_S (a dripping answer).
+# What time can fix. A check's time is bounded by the HTTP layer (a connect and a read timeout per
+# request, a fixed number of retries), not by a task timeout: Prefect cannot interrupt a blocking
+# call in the worker thread a submitted step runs in, and says so in a warning per task.
 TRANSIENT = (Throttled, ServerError, ApiConnectionError, StepNotConverged, TimeoutError)
-# Longer than the slowest healthy check: a write's consistency wait (300 s by default) plus a few
-# throttled calls (Retry-After is capped at 120 s); a check that hangs past it is retried.
-STEP_TIMEOUT_S = 900
 
 
 MAX_THROTTLE_WAIT_S = 600.0  # a longer Retry-After is the wait's business: its next check comes later anyway
@@ -61,7 +60,6 @@ STEP_RETRIES: dict[str, Any] = {
     "retry_delay_seconds": exponential_backoff(backoff_factor=_timing.step_retry_backoff_s),
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": retry_transient,
-    "timeout_seconds": STEP_TIMEOUT_S,
 }
 
 

@@ -1,6 +1,7 @@
 """What the end-to-end tests share: deployed runs on a real server and worker, against a sandbox.
 
-The workers' environment, credential blocks saved as the team saves them, runs started as
+A Prefect server with the project deployed as the team deploys it (``deploy``: work pool, blocks,
+shared result storage with JSON results, deployments, automations), the workers' environment, credential blocks saved as the team saves them, runs started as
 ``m365-onboard onboard`` starts them, and what a person checks afterwards: each run's state
 history, the tenant's step events, and the objects in the tenant and in Workbench.
 """
@@ -9,20 +10,44 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from core.dispatch import sync_result
+from core.requests import BlockNames
+from core.settings import OnboardingSettings, RecoverySettings, ResultSettings
+from m365_onboarding.deploy import credentials_from_sandbox, deploy
+from tests.prefect_harness import PROJECT, PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings
 from tests.support import present
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 HEARTBEAT_S = 30  # the shortest Prefect allows: a killed run is marked Crashed 90 s after its last heartbeat
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@contextmanager
+def deployed_stack(folder: Path, sandbox: SandboxHandle, restart_again_after_s: int = 600) -> Iterator[tuple[PrefectStack, BlockNames]]:
+    """A Prefect server with everything ``deploy`` registers; yields it and the credential blocks' names."""
+    stack = start_prefect(folder)
+    suffix = uuid.uuid4().hex[:6]
+    blocks = BlockNames(provider_app=f"app-{suffix}", workbench=f"wb-{suffix}")
+    try:
+        with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
+            app, workbench = credentials_from_sandbox(sandbox.state_dir)
+            recovery = RecoverySettings(heartbeat_s=HEARTBEAT_S, restart_again_after_s=restart_again_after_s)
+            settings = OnboardingSettings(recovery=recovery, results=ResultSettings(local_path=folder / "results"))
+            deploy(client, PROJECT, settings, blocks, app, workbench, env=stack.env())
+        yield stack, blocks
+    finally:
+        stack.stop()
 
 
 def worker_env(sandbox: SandboxHandle, scale: float, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -39,18 +64,19 @@ def worker_env(sandbox: SandboxHandle, scale: float, extra: dict[str, str] | Non
     return env | (extra or {})
 
 
-def save_blocks(sandbox: SandboxHandle) -> str:
-    """The sandbox's app and Workbench credentials saved as blocks; returns the names' suffix."""
+def save_blocks(sandbox: SandboxHandle) -> BlockNames:
+    """The sandbox's app and Workbench credentials saved as blocks, under names of their own."""
     suffix = uuid.uuid4().hex[:6]
-    ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(f"app-{suffix}")
-    WorkbenchCredentials(api_key=sandbox.workbench_key()).save(f"wb-{suffix}")
-    return suffix
+    blocks = BlockNames(provider_app=f"app-{suffix}", workbench=f"wb-{suffix}")
+    ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(blocks.provider_app)
+    WorkbenchCredentials(api_key=sandbox.workbench_key()).save(blocks.workbench)
+    return blocks
 
 
-def onboard(tenant: str, name: str, suffix: str, email: str = "admin@customer.example") -> uuid.UUID:
+def onboard(tenant: str, name: str, blocks: BlockNames, email: str = "admin@customer.example") -> uuid.UUID:
     """Start one onboarding run of the deployment, as ``m365-onboard onboard`` does; returns its id."""
     request = {"tenant_id": tenant, "organization_name": name, "provider_org_id": ORG, "customer_contact_email": email,
-               "blocks": {"provider_app": f"app-{suffix}", "workbench": f"wb-{suffix}"}}
+               "blocks": blocks.model_dump()}
     return sync_result(run_deployment("onboard-tenant/onboard-tenant", parameters={"request": request}, timeout=0)).id
 
 

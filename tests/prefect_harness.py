@@ -74,8 +74,15 @@ class PrefectStack:
 
     def restart_server(self, timeout: float = 180) -> None:
         """Stop the server and start it again on the same port and database."""
+        self.stop_server()
+        self.start_server(timeout)
+
+    def stop_server(self) -> None:
         os.killpg(self.server.pid, signal.SIGTERM)
         self.server.wait(timeout=60)
+
+    def start_server(self, timeout: float = 180) -> None:
+        """Start the server again on the same port and database."""
         self.server = _launch_server(self, int(self.api_url.rsplit(":", 1)[1].split("/")[0]))
         _wait_healthy(self, timeout)
 

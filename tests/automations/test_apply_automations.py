@@ -81,8 +81,9 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
     settings = OnboardingSettings()
 
     first = apply_automations(client, settings)
-    assert sorted(first.created) == ["m365-onboarding: mark silent runs Crashed", "m365-onboarding: restart crashed onboarding runs",
-                                     "m365-onboarding: restart crashed wait checks", "m365-onboarding: restart runs still crashed"]
+    assert sorted(first.created) == ["m365-onboarding: catch runs that never started", "m365-onboarding: mark silent runs Crashed",
+                                     "m365-onboarding: restart crashed onboarding runs", "m365-onboarding: restart crashed wait checks",
+                                     "m365-onboarding: restart runs still crashed"]
     second = apply_automations(client, settings)
     assert second.created == [] and second.updated == [] and second.deleted == []
     assert sorted(second.unchanged) == sorted(first.created)
@@ -92,6 +93,9 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
     assert _trigger(silent).within == timedelta(seconds=540)  # three missed heartbeats of 180 s
     related = _trigger(silent).model_dump(mode="json")["match_related"]
     assert related["prefect.resource.id"] == [f"prefect.deployment.{ids['onboard-tenant']}", f"prefect.deployment.{ids['resume-onboarding']}"]
+    never = _named(client, "never started")  # a run left Pending by a worker killed while starting it
+    assert _trigger(never).after == {"prefect.flow-run.Pending"} and _trigger(never).within == timedelta(seconds=540)
+    assert _trigger(never).model_dump(mode="json")["match_related"] == related
     restart = _named(client, "crashed onboarding runs")
     assert str(_run_deployment(restart).deployment_id) == ids["resume-onboarding"]
     assert _run_deployment(restart).parameters == {"flow_run_id": {"__prefect_kind": "jinja", "template": "{{ flow_run.id }}"}}
@@ -108,7 +112,7 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
     faster = OnboardingSettings(recovery=RecoverySettings(heartbeat_s=30))
     third = apply_automations(client, faster)
     assert third.deleted == ["m365-onboarding: mark silent runs Crashed"] and third.updated == ["m365-onboarding: mark silent runs Crashed"]
-    assert len(_ours(client)) == 4
+    assert len(_ours(client)) == 5
     assert _trigger(_named(client, "Crashed")).within == timedelta(seconds=90)
     assert any(a.id == foreign for a in client.read_automations())
 

@@ -69,6 +69,7 @@ def test_deploy_registers_everything_once_and_a_second_run_changes_nothing(deplo
         "deployment onboard-tenant": "created",
         "deployment resume-onboarding": "created",
         "automation m365-onboarding: mark silent runs Crashed": "created",
+        "automation m365-onboarding: catch runs that never started": "created",
         "automation m365-onboarding: restart crashed onboarding runs": "created",
         "automation m365-onboarding: restart crashed wait checks": "created",
         "automation m365-onboarding: restart runs still crashed": "created",

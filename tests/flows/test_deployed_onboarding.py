@@ -12,38 +12,33 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Crashed
 from typer.testing import CliRunner
 
 from automations.apply import apply_automations
-from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from core.catalogue import StepName
-from core.dispatch import sync_result
 from core.settings import OnboardingSettings, RecoverySettings
 from core.tags import WAIT_CHECK_TAG
 from m365_onboarding.cli import app
 from tasks.catalogue import CATALOGUE
+from tests.deployed import HEARTBEAT_S, ORG, TERMINAL, devices, onboard, save_blocks, states, worker_env
 from tests.prefect_harness import POOL, PrefectStack, start_prefect
-from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+from tests.sandbox_harness import SandboxHandle, start_sandbox
 from tests.support import present
 
 pytestmark = pytest.mark.slow  # needs a Prefect server
 
-ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 TENANTS = {
     "2b2b2b2b-0000-4000-8000-000000000001": "Deployed Fresh",
     "2b2b2b2b-0000-4000-8000-000000000002": "Deployed Configured",
 }
 CRASH_TENANT = "2b2b2b2b-0000-4000-8000-000000000003"
 CHECK_CRASH_TENANT = "2b2b2b2b-0000-4000-8000-000000000004"
-HEARTBEAT_S = 30  # the shortest Prefect allows: a killed run is marked Crashed 90 s after its last heartbeat
 SCALE = 7200  # two hours of scenario time per second
 SCENARIO: dict[str, Any] = {
     "replication_lag": "20s",
@@ -63,7 +58,6 @@ SCENARIO: dict[str, Any] = {
                                     "automatic_user_consent_settings": {"inboundAllowed": True}}]}},
     ],
 }
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 ALREADY_GUESTS = {t["id"] for t in SCENARIO["tenants"] if t.get("existing", {}).get("guests")}  # their SOC guest exists: never invited
 WAITS = {StepName.ADMIN_CONSENT, *(w.name for w in CATALOGUE.milestones())}  # what a run of these tenants can suspend in
 
@@ -76,7 +70,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectStack]:
         stack.cli("deploy", "--all", "--no-prompt")
         with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
             report = apply_automations(client, OnboardingSettings(recovery=RecoverySettings(heartbeat_s=HEARTBEAT_S)))
-            assert len(report.created) == 4, report
+            assert len(report.created) == 5, report
         yield stack
     finally:
         stack.stop()
@@ -97,43 +91,13 @@ def own_workers(stack: PrefectStack) -> Iterator[None]:
 
 
 def _worker_env(sandbox: SandboxHandle) -> dict[str, str]:
-    env = {f"M365_ONBOARD_{k.upper()}": str(v) for k, v in sandbox_settings(sandbox).model_dump(exclude_none=True).items()
-           if isinstance(v, str | int | float | Path)}
-    env |= {
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S),
-        "M365_ONBOARD_WAITS__TIME_SCALE": str(SCALE),
-        "M365_ONBOARD_WAITS__SUSPEND_FROM_S": "0",  # every pause releases the worker, as long waits do in production
-        "M365_ONBOARD_TIMING__CONSISTENCY_INTERVAL_S": "0.1",
-        "M365_ONBOARD_TIMING__CONSISTENCY_DEADLINE_S": "30",
+    return worker_env(sandbox, SCALE, {
         # Checks of the alert window 60 h apart (30 s here): both runs sit suspended long enough to kill the worker.
         "M365_ONBOARD_WAITS__FIRST_ALERTS__EXPECTED_S": str(72 * 3600),
         "M365_ONBOARD_WAITS__FIRST_ALERTS__STALL_S": str(96 * 3600),
         "M365_ONBOARD_WAITS__FIRST_ALERTS__LIMIT_S": str(7 * 24 * 3600),
         "M365_ONBOARD_WAITS__FIRST_ALERTS__INTERVAL_S": str(60 * 3600),
-    }
-    return env
-
-
-def _save_blocks(sandbox: SandboxHandle) -> str:
-    suffix = uuid.uuid4().hex[:6]
-    ProviderAppCredentials(client_id=sandbox.client_id, client_secret=sandbox.app_secret()).save(f"app-{suffix}")
-    WorkbenchCredentials(api_key=sandbox.workbench_key()).save(f"wb-{suffix}")
-    return suffix
-
-
-def _onboard(tenant: str, name: str, suffix: str) -> uuid.UUID:
-    request = {"tenant_id": tenant, "organization_name": name, "provider_org_id": ORG, "customer_contact_email": "admin@customer.example",
-               "blocks": {"provider_app": f"app-{suffix}", "workbench": f"wb-{suffix}"}}
-    return sync_result(run_deployment("onboard-tenant/onboard-tenant", parameters={"request": request}, timeout=0)).id
-
-
-def _devices(sandbox: SandboxHandle, tenant: str) -> list[dict]:
-    return [d for d in sandbox.admin("GET", "workbench").json()["security_devices"] if d["tenant_id"] == tenant and d["deleted_at"] is None]
-
-
-def _states(run_id: uuid.UUID) -> list[str]:
-    with get_client(sync_client=True) as client:
-        return [present(s.name) for s in client.read_flow_run_states(run_id)]
+    })
 
 
 def _events(client, tenant: str, expected_completed: int = 10, wait_s: float = 20) -> list[tuple[str, str]]:
@@ -178,18 +142,18 @@ def _anything_running(client) -> bool:
 @pytest.mark.timeout(600)
 def test_deployed_onboarding_survives_a_killed_worker_and_a_server_restart_while_waiting(stack: PrefectStack, sandbox: SandboxHandle) -> None:
     with temporary_settings({PREFECT_API_URL: stack.api_url}):
-        suffix = _save_blocks(sandbox)
+        blocks = save_blocks(sandbox)
         worker = stack.start_worker(_worker_env(sandbox))
-        runs = {tenant: _onboard(tenant, name, suffix) for tenant, name in TENANTS.items()}
+        runs = {tenant: onboard(tenant, name, blocks) for tenant, name in TENANTS.items()}
         first_tenant = next(iter(TENANTS))
         # The same tenant spelled as people paste it: braces and upper case.
-        duplicate = _onboard("{" + first_tenant.upper() + "}", TENANTS[first_tenant], suffix)
+        duplicate = onboard("{" + first_tenant.upper() + "}", TENANTS[first_tenant], blocks)
         killed = status_seen = False
         deadline = time.monotonic() + 420
         with get_client(sync_client=True) as client:
             while time.monotonic() < deadline:
-                states = {tenant: client.read_flow_run(run_id).state for tenant, run_id in runs.items()}
-                if not killed and all(s and s.name == "Suspended" for s in states.values()) and not _anything_running(client):
+                now = {tenant: client.read_flow_run(run_id).state for tenant, run_id in runs.items()}
+                if not killed and all(s and s.name == "Suspended" for s in now.values()) and not _anything_running(client):
                     if not status_seen:  # what the team sees while the runs wait: the step, for what, since and until when
                         waiting = _status(lambda row: (row["run_state"], row["step_state"]) == ("Suspended", "waiting"))
                         for tenant, name in TENANTS.items():
@@ -203,12 +167,12 @@ def test_deployed_onboarding_survives_a_killed_worker_and_a_server_restart_while
                     killed = True
                     stack.start_worker(_worker_env(sandbox))
                 duplicate_state = client.read_flow_run(duplicate).state
-                if all(s and s.type.value in TERMINAL for s in [*states.values(), duplicate_state]):
+                if all(s and s.type.value in TERMINAL for s in [*now.values(), duplicate_state]):
                     break
                 time.sleep(1)
         assert killed, "no run ever suspended"
         for tenant, run_id in runs.items():
-            history = _states(run_id)
+            history = states(run_id)
             final = history[-1]
             assert final == "Completed", f"{TENANTS[tenant]}: {history}\n" + "\n".join(p.read_text()[-3000:] for p in stack.log_dir.glob("worker-*.log"))
             assert "Suspended" in history and "Resuming" in history
@@ -226,7 +190,7 @@ def test_deployed_onboarding_survives_a_killed_worker_and_a_server_restart_while
         assert len(state["directory"]["users"]) == 1 and len(state["directory"]["partners"]) == 1
         invited = len([r for r in sandbox.request_log(service="graph", method="POST", tenant=tenant) if "invitations" in r["path"]])
         assert invited == (0 if tenant in ALREADY_GUESTS else 1), f"{TENANTS[tenant]}: {invited} invitation(s)"
-        assert len(_devices(sandbox, tenant)) == 1
+        assert len(devices(sandbox, tenant)) == 1
 
 
 @pytest.mark.timeout(600)
@@ -236,22 +200,22 @@ def test_a_run_whose_worker_is_killed_in_the_middle_of_a_step_is_restarted_and_c
     # The invitation is slow: the worker dies while the sandbox is still creating the guest.
     fault = sandbox.add_fault(service="graph", kind="slow", method="POST", path_contains="invitations", tenant_id=CRASH_TENANT, count=1, delay="15s")
     with temporary_settings({PREFECT_API_URL: stack.api_url}):
-        suffix = _save_blocks(sandbox)
+        blocks = save_blocks(sandbox)
         worker = stack.start_worker(_worker_env(sandbox))
-        run_id = _onboard(CRASH_TENANT, "Deployed Crash", suffix)
+        run_id = onboard(CRASH_TENANT, "Deployed Crash", blocks)
         deadline = time.monotonic() + 240
         while not any(f["id"] == fault["id"] and f["hits"] == 1 for f in sandbox.admin("GET", "faults").json()):
-            assert time.monotonic() < deadline, f"the invitation never came: {_states(run_id)}"
+            assert time.monotonic() < deadline, f"the invitation never came: {states(run_id)}"
             time.sleep(0.5)
         stack.kill_worker(worker)  # mid-step: the run's process dies with it, the run stays Running
-        assert _states(run_id)[-1] == "Running"
+        assert states(run_id)[-1] == "Running"
         stack.start_worker(_worker_env(sandbox))
         deadline = time.monotonic() + 420
         with get_client(sync_client=True) as client:
             while (state := client.read_flow_run(run_id).state) is None or state.type.value not in TERMINAL or state.name == "Crashed":
-                assert time.monotonic() < deadline, f"not recovered: {_states(run_id)}"
+                assert time.monotonic() < deadline, f"not recovered: {states(run_id)}"
                 time.sleep(2)
-        history = _states(run_id)
+        history = states(run_id)
         assert history[-1] == "Completed", history
         crashed = history.index("Crashed")
         assert "AwaitingRecovery" in history[crashed:], history
@@ -263,7 +227,7 @@ def test_a_run_whose_worker_is_killed_in_the_middle_of_a_step_is_restarted_and_c
     guest = state["users"][0]["id"]
     assert len([a for a in state["roleAssignments"] if a["principalId"] == guest]) == 1, state["roleAssignments"]
     assert len(state["partners"]) == 1
-    assert len(_devices(sandbox, CRASH_TENANT)) == 1
+    assert len(devices(sandbox, CRASH_TENANT)) == 1
     invitations = [r for r in sandbox.request_log(service="graph", method="POST", tenant=CRASH_TENANT) if "invitations" in r["path"]]
     assert len(invitations) == 1, "the restarted run invited the guest again instead of finding the one already created"
 
@@ -280,13 +244,13 @@ def _scheduled_checks(client, run_id: uuid.UUID) -> list:
 @pytest.mark.timeout(600)
 def test_a_wait_check_that_crashes_is_restarted_and_the_run_still_completes(stack: PrefectStack, sandbox: SandboxHandle) -> None:
     with temporary_settings({PREFECT_API_URL: stack.api_url}):
-        suffix = _save_blocks(sandbox)
+        blocks = save_blocks(sandbox)
         stack.start_worker(_worker_env(sandbox))
-        run_id = _onboard(CHECK_CRASH_TENANT, "Deployed Check Crash", suffix)
+        run_id = onboard(CHECK_CRASH_TENANT, "Deployed Check Crash", blocks)
         deadline = time.monotonic() + 300
         with get_client(sync_client=True) as client:
             while not ((state := client.read_flow_run(run_id).state) and state.name == "Suspended" and (checks := _scheduled_checks(client, run_id))):
-                assert time.monotonic() < deadline and (state is None or not state.is_final()), f"never suspended: {_states(run_id)}"
+                assert time.monotonic() < deadline and (state is None or not state.is_final()), f"never suspended: {states(run_id)}"
                 time.sleep(1)
             # As when the worker cannot start the check's process (the worker reports it Crashed): without a
             # restart the suspended run has no check left and sleeps until a person wakes it.
@@ -294,11 +258,11 @@ def test_a_wait_check_that_crashes_is_restarted_and_the_run_still_completes(stac
             client.set_flow_run_state(check.id, Crashed(message="infrastructure failed to start (test)"), force=True)
             deadline = time.monotonic() + 300
             while (state := client.read_flow_run(run_id).state) is None or not state.is_final():
-                assert time.monotonic() < deadline, f"the run was left waiting: {_states(run_id)}; check: {_states(check.id)}"
+                assert time.monotonic() < deadline, f"the run was left waiting: {states(run_id)}; check: {states(check.id)}"
                 time.sleep(2)
-        history = _states(run_id)
+        history = states(run_id)
         assert history[-1] == "Completed", history
-        check_history = _states(check.id)
+        check_history = states(check.id)
         after_crash = check_history[check_history.index("Crashed"):]
         assert "AwaitingRecovery" in after_crash and after_crash[-1] == "Completed", check_history
-    assert len(_devices(sandbox, CHECK_CRASH_TENANT)) == 1
+    assert len(devices(sandbox, CHECK_CRASH_TENANT)) == 1

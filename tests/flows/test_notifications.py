@@ -144,7 +144,7 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
                 CustomWebhookNotificationBlock(name=channel, url=f"{receiver}/{channel}",
                                                json_data={"subject": "{{subject}}", "body": "{{body}}"}).save(channel)
             report = apply_automations(client, _settings(env, monkeypatch))
-            assert len(report.created) == 17, report  # 4 crash recovery, 8 stalls, 5 other team alerts
+            assert len(report.created) == 18, report  # 5 crash recovery, 8 stalls, 5 other team alerts
             suffix = uuid.uuid4().hex[:6]
             ProviderAppCredentials(client_id=sandbox.client_id, client_secret=SecretStr(sandbox.app_secret())).save(f"app-{suffix}")
             WorkbenchCredentials(api_key=SecretStr(sandbox.workbench_key())).save(f"wb-{suffix}")
