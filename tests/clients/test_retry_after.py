@@ -5,8 +5,8 @@ from __future__ import annotations
 import email.utils
 import math
 import time
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 from requests.structures import CaseInsensitiveDict
