@@ -30,7 +30,15 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, LocationParseError, NameResolutionError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    LocationParseError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+    ResponseError,
+)
 from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
@@ -239,9 +247,12 @@ class ThrottleGate:
 
 
 class CappedRetry(Retry):
-    """urllib3's Retry, with Retry-After capped so that one throttled call cannot sleep for minutes.
+    """urllib3's Retry that never retries before a Retry-After, and waits in-process only so long.
 
-    A longer wait is left to the caller (Prefect task retries) once the retries run out. The cap is
+    A Retry-After up to ``max_retry_after_s`` is slept, then the request is sent again (a throttled
+    write too: a 429 was refused before the service acted on it). A longer one is handed back at
+    once, as :class:`~clients.errors.Throttled` with the service's wait, for the caller to honour
+    (Prefect task retries sleep it; a wait's check counts it as not yet). The cap is
     an argument, kept by :meth:`new`: urllib3 makes a fresh Retry for every attempt, so a cap set on
     the first instance only would be lost after the first retry. Retry-After is read by
     :func:`retry_after_seconds`, so a value urllib3 cannot parse backs off instead of failing the call.
@@ -257,8 +268,24 @@ class CappedRetry(Retry):
         kw.setdefault("gate", self.gate)
         return super().new(**kw)
 
+    def increment(self, method: str | None = None, url: str | None = None, response: Any = None, error: Exception | None = None,
+                  _pool: Any = None, _stacktrace: Any = None) -> Self:
+        # A Retry-After longer than this process waits is the caller's to honour (a task retry or the
+        # wait's next check, after the whole wait): retrying sooner would send it before its time.
+        wait = retry_after_seconds(response) if response is not None else None
+        if wait is not None and wait > self.max_retry_after_s:
+            raise MaxRetryError(_pool, url or "", ResponseError(f"Retry-After {wait:g}s is longer than the {self.max_retry_after_s:g}s waited in-process"))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        # A throttled request was refused before the service acted on it, so a write may be sent
+        # again too (after its Retry-After); other errors are retried for idempotent methods only.
+        if status_code == 429 and self.total:
+            return True
+        return super().is_retry(method, status_code, has_retry_after)
+
     def get_retry_after(self, response: Any) -> float | None:
-        value = retry_after_seconds(response)
+        value = retry_after_seconds(response)  # never above the cap here: increment() hands longer ones back
         if value is None:
             return None
         capped = min(value, self.max_retry_after_s)

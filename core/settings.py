@@ -220,9 +220,19 @@ class RecoverySettings(_Section):
                     "(Prefect does not retry an automation action the server refused).",
     )
 
+    listen_before_restart_s: float | None = Field(
+        default=None, ge=0,
+        description="How long crash recovery listens for a Crashed run's heartbeats before it restarts it "
+                    "(a run that still sends them was only unheard); default 1.5 heartbeats and 10 s.",
+    )
+
     @property
     def silent_after_s(self) -> int:
         return self.heartbeat_s * self.missed_heartbeats
+
+    @property
+    def listen_s(self) -> float:
+        return self.listen_before_restart_s if self.listen_before_restart_s is not None else 1.5 * self.heartbeat_s + 10
 
 
 class NotificationSettings(_Section):

@@ -47,7 +47,7 @@ def heard_since(client: SyncPrefectClient, flow_run_id: UUID, since: datetime, l
         time.sleep(min(5.0, listen_s / 6))
 
 
-def restart_crashed(flow_run_id: str, max_recoveries: int, heartbeat_s: float = 180) -> str:
+def restart_crashed(flow_run_id: str, max_recoveries: int, listen_s: float = 280) -> str:
     """Reschedule a Crashed run unless it has crashed more than ``max_recoveries`` times, or still lives.
 
     A run marked Crashed because the server heard nothing from it (the server was down, not the
@@ -60,7 +60,7 @@ def restart_crashed(flow_run_id: str, max_recoveries: int, heartbeat_s: float = 
         if run.state is None or run.state.name != "Crashed":
             logger.info("flow_run=%s is %s, not Crashed; nothing to restart", flow_run_id, run.state and run.state.name)
             return "not-crashed"
-        if heard_since(client, run.id, run.state.timestamp, listen_s=1.5 * heartbeat_s + 10):
+        if heard_since(client, run.id, run.state.timestamp, listen_s=listen_s):
             client.set_flow_run_state(run.id, Running(message="its process still sends heartbeats: it was unheard, not crashed"), force=True)
             logger.warning("flow_run=%s run=%s was marked Crashed but its process lives; back to Running, not restarted", flow_run_id, run.name)
             return "alive"
@@ -131,7 +131,7 @@ def resume_onboarding(flow_run_id: str, precheck: PreCheck | None = None, preche
         resume_flow_run(UUID(flow_run_id))
     except NotPausedError:
         recovery = OnboardingSettings().recovery
-        return restart_crashed(flow_run_id, recovery.max_recoveries, recovery.heartbeat_s)
+        return restart_crashed(flow_run_id, recovery.max_recoveries, recovery.listen_s)
     except FlowPauseTimeout:
         logger.warning("flow_run=%s passed its wait limit before it could be resumed", flow_run_id)
         return "timed-out"
