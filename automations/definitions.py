@@ -79,53 +79,46 @@ def _restart_crashed(name: str, description: str, runs: ResourceSpec | list[Reso
     )
 
 
-def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Automation]:
-    recovery = settings.recovery
-    silent = Automation(
-        name=f"{PREFIX}mark silent runs Crashed",
-        description=(
-            f"A running onboarding or resumer run that sent no heartbeat and no state change for "
-            f"{recovery.silent_after_s} s lost its process: mark it Crashed so that it is seen and recovered."
-        ),
+def _mark_silent_crashed(name: str, description: str, after: str, message: str, silent_s: int, ids: DeploymentIds) -> Automation:
+    """An onboarding or resumer run with no state change (and no heartbeat) ``silent_s`` after ``after`` is marked Crashed."""
+    return Automation(
+        name=name,
+        description=description,
         tags=[TAG],
         trigger=EventTrigger(
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related={"prefect.resource.role": "deployment", "prefect.resource.id": [_deployment(ids.onboarding), _deployment(ids.resumer)]},
-            after={"prefect.flow-run.heartbeat"},
+            after={after},
             expect={"prefect.flow-run.*"},
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
-            within=timedelta(seconds=recovery.silent_after_s),
+            within=timedelta(seconds=silent_s),
         ),
-        actions=[
-            ChangeFlowRunState(
-                state=StateType.CRASHED,
-                message=f"No heartbeat for {recovery.silent_after_s} s: the run's process is gone (worker killed or machine lost).",
-            )
-        ],
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=message)],
+    )
+
+
+def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Automation]:
+    recovery = settings.recovery
+    silent_s = recovery.silent_after_s
+    silent = _mark_silent_crashed(
+        f"{PREFIX}mark silent runs Crashed",
+        f"A running onboarding or resumer run that sent no heartbeat and no state change for "
+        f"{silent_s} s lost its process: mark it Crashed so that it is seen and recovered.",
+        "prefect.flow-run.heartbeat",
+        f"No heartbeat for {silent_s} s: the run's process is gone (worker killed or machine lost).",
+        silent_s, ids,
     )
     # A worker killed between handing a run to its process and the process starting leaves the run
     # Pending, with no heartbeat ever: the same silence, seen from the Pending state.
-    never_started = Automation(
-        name=f"{PREFIX}catch runs that never started",
-        description=(
-            f"An onboarding or resumer run Pending for {recovery.silent_after_s} s with no state change since never got "
-            f"its process (the worker died while starting it): mark it Crashed so that it is seen and recovered."
-        ),
-        tags=[TAG],
-        trigger=EventTrigger(
-            match={"prefect.resource.id": "prefect.flow-run.*"},
-            match_related={"prefect.resource.role": "deployment", "prefect.resource.id": [_deployment(ids.onboarding), _deployment(ids.resumer)]},
-            after={"prefect.flow-run.Pending"},
-            expect={"prefect.flow-run.*"},
-            for_each={"prefect.resource.id"},
-            posture=Posture.Proactive,
-            threshold=1,
-            within=timedelta(seconds=recovery.silent_after_s),
-        ),
-        actions=[ChangeFlowRunState(state=StateType.CRASHED,
-                                    message=f"Pending for {recovery.silent_after_s} s: the worker never started the run's process.")],
+    never_started = _mark_silent_crashed(
+        f"{PREFIX}catch runs that never started",
+        f"An onboarding or resumer run Pending for {silent_s} s with no state change since never got "
+        f"its process (the worker died while starting it): mark it Crashed so that it is seen and recovered.",
+        "prefect.flow-run.Pending",
+        f"Pending for {silent_s} s: the worker never started the run's process.",
+        silent_s, ids,
     )
     onboarding_runs: ResourceSpec = {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)}
     restart = _restart_crashed(

@@ -14,18 +14,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from clients.http import VerifiedSession
 from core.dispatch import sync_result
 from core.requests import BlockNames
 from core.settings import OnboardingSettings, RecoverySettings, ResultSettings
 from m365_onboarding.deploy import credentials_from_sandbox, deploy
 from tests.prefect_harness import PROJECT, PrefectStack, start_prefect
-from tests.sandbox_harness import SandboxHandle, sandbox_settings
+from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 from tests.support import present
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
@@ -114,3 +116,21 @@ def one_of_each(sandbox: SandboxHandle, tenant: str) -> dict[str, int]:
         "partners": len(directory["partners"]),
         "devices": len(devices(sandbox, tenant)),
     }
+
+
+@contextmanager
+def running_sandbox(folder: Path, scenario: dict[str, Any], scale: float) -> Iterator[SandboxHandle]:
+    """The sandbox with this scenario on compressed time, stopped afterwards."""
+    handle = start_sandbox(folder, scenario, time_scale=scale)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+def accept_consent(sandbox: SandboxHandle, link: str) -> None:
+    """As the customer's Global Administrator: open the admin-consent link and accept."""
+    url = urlsplit(link)
+    answer = VerifiedSession(sandbox.ca_bundle).post(f"{url.scheme}://{url.netloc}{url.path}", data=dict(parse_qsl(url.query)) | {"decision": "accept"},
+                                                     timeout=30, allow_redirects=False)
+    assert answer.status_code in (200, 302, 303), answer.text[:300]

@@ -111,13 +111,14 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
     client.create_automation(AutomationCore(**silent.model_dump(exclude={"id", "owner_resource"})))
     faster = OnboardingSettings(recovery=RecoverySettings(heartbeat_s=30))
     third = apply_automations(client, faster)
-    assert third.deleted == ["m365-onboarding: mark silent runs Crashed"] and third.updated == ["m365-onboarding: mark silent runs Crashed"]
+    silences = ["m365-onboarding: catch runs that never started", "m365-onboarding: mark silent runs Crashed"]  # both wait 3 heartbeats
+    assert third.deleted == ["m365-onboarding: mark silent runs Crashed"] and sorted(third.updated) == silences
     assert len(_ours(client)) == 5
     assert _trigger(_named(client, "Crashed")).within == timedelta(seconds=90)
     assert any(a.id == foreign for a in client.read_automations())
 
     dry = apply_automations(client, settings, dry_run=True)
-    assert dry.updated == ["m365-onboarding: mark silent runs Crashed"]
+    assert sorted(dry.updated) == silences
     assert _trigger(_named(client, "Crashed")).within == timedelta(seconds=90)
 
 
@@ -166,7 +167,8 @@ def test_the_cli_applies_and_reports_in_one_line_per_automation(client: SyncPref
     for automation in _ours(client):  # a server the project has not touched yet
         assert automation.id is not None
         client.delete_automation(automation.id)
-    recovery = sorted(["mark silent runs Crashed", "restart crashed onboarding runs", "restart crashed wait checks", "restart runs still crashed"])
+    recovery = sorted(["mark silent runs Crashed", "catch runs that never started", "restart crashed onboarding runs", "restart crashed wait checks",
+                       "restart runs still crashed"])
 
     dry = CliRunner().invoke(app, ["automations", "--dry-run"])
     assert dry.exit_code == 0, dry.output

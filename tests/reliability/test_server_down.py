@@ -1,0 +1,91 @@
+"""The Prefect server down for longer than the heartbeat limit while a run is Running: no second process.
+
+A real server with the project deployed, a process worker and the sandbox. The run waits in-process
+for its customer's admin (a long pause between two checks) when the server goes down for longer
+than the heartbeat automation allows a run to be silent. When it is back, the automation marks the
+live run Crashed (or the test does, when a fresh heartbeat came first), as it must for a run whose
+machine was lost; crash recovery then hears the run's
+heartbeats and puts it back to Running instead of restarting it. The run finishes in its one
+process, with one of each object.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Crashed
+
+from core.requests import BlockNames
+from tests.deployed import HEARTBEAT_S, ORG, accept_consent, deployed_stack, onboard, one_of_each, running_sandbox, states, wait_until_final, worker_env
+from tests.prefect_harness import PrefectStack
+from tests.sandbox_harness import SandboxHandle
+
+pytestmark = pytest.mark.slow  # a Prefect server, a worker and the sandbox
+
+SCALE = 3600
+TENANT = "8b8b8b8b-0000-4000-8000-000000000001"
+DOWN_S = 4 * HEARTBEAT_S + 10  # longer than the 3 missed heartbeats after which a run is marked Crashed
+SCENARIO: dict[str, Any] = {
+    "replication_lag": "20s",
+    "workbench": {"organizations": [{"id": ORG, "name": "Outage Customers"}], "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]},
+    "tenants": [{"id": TENANT, "display_name": "Server Outage", "initial_domain": "outage.onmicrosoft.com", "consent": {"given": "never"},
+                 "audit": {"enabled": True}, "device": {"first_alert_delay": "2h"}}],
+}
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
+    with running_sandbox(tmp_path_factory.mktemp("outage-sandbox"), SCENARIO, SCALE) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, sandbox: SandboxHandle) -> Iterator[tuple[PrefectStack, BlockNames]]:
+    with deployed_stack(tmp_path_factory.mktemp("prefect"), sandbox) as deployed:
+        yield deployed
+        deployed[0].stop_workers()
+
+
+@pytest.mark.timeout(900)
+def test_a_live_run_marked_crashed_while_the_server_was_down_goes_on_in_its_one_process(
+    stack: tuple[PrefectStack, BlockNames], sandbox: SandboxHandle
+) -> None:
+    prefect, blocks = stack
+    pause_s = DOWN_S + 3 * HEARTBEAT_S  # the run sleeps through the outage and beyond, between two consent checks
+    env = worker_env(sandbox, SCALE, {
+        "M365_ONBOARD_WAITS__SUSPEND_FROM_S": str(10_000 * 3600),  # every pause is in-process: the process stays
+        "M365_ONBOARD_WAITS__ADMIN_CONSENT__INTERVAL_S": str(pause_s * SCALE),
+    })
+    with temporary_settings({PREFECT_API_URL: prefect.api_url}):
+        prefect.start_worker(env)
+        run_id = onboard(TENANT, "Server Outage", blocks)
+        deadline = time.monotonic() + 180
+        while not [r for r in sandbox.request_log(service="login") if r["tenant_id"] == TENANT and r["status"] >= 400]:
+            assert time.monotonic() < deadline, states(run_id)
+            time.sleep(1)
+        time.sleep(5)  # in its pause now
+        prefect.stop_server()
+        time.sleep(DOWN_S)
+        prefect.start_server()
+        # The heartbeat automation marks it Crashed unless a fresh heartbeat reaches the server before
+        # it looks again; the silence it saw is marked here at once, so the test never depends on that race.
+        with get_client(sync_client=True) as client:
+            if "Crashed" not in states(run_id):
+                client.set_flow_run_state(run_id, Crashed(message=f"No heartbeat for {3 * HEARTBEAT_S} s (the server was down)"), force=True)
+        accept_consent(sandbox, f"{sandbox.base_url('login')}/{TENANT}/adminconsent?client_id={sandbox.client_id}")
+        final = wait_until_final([run_id], timeout_s=420)
+
+    history = states(run_id)
+    assert final[run_id] == "Completed", history
+    crashed = history.index("Crashed")
+    assert history[crashed + 1] == "Running" and "AwaitingRecovery" not in history, history
+    worker_log = "\n".join(p.read_text() for p in prefect.log_dir.glob("worker-*.log"))
+    assert len(re.findall(rf"submitting flow run '{run_id}'", worker_log)) == 1, "the run got a second process"
+    assert "was marked Crashed but its process lives" in worker_log
+    assert one_of_each(sandbox, TENANT) == {"guests": 1, "role_assignments": 1, "partners": 1, "devices": 1}
