@@ -50,7 +50,7 @@ TENANTS: dict[str, dict[str, Any]] = {
 SCENARIO: dict[str, Any] = {
     "replication_lag": "20s",
     "workbench": {"organizations": [{"id": ORG, "name": "Crash Customers"}], "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]},
-    "tenants": [{"id": tenant, "initial_domain": f"killed{tenant[-1]}.onmicrosoft.com", "device": {"first_alert_delay": "30h"}, **spec}
+    "tenants": [{"id": tenant, "initial_domain": f"killed{tenant[-1]}.onmicrosoft.com", "device": {"first_alert_delay": "120h"}, **spec}
                 for tenant, spec in TENANTS.items()],
 }
 # Slow writes widen the moments a kill can land in the middle of one.
@@ -100,9 +100,8 @@ def _host_env(sandbox: SandboxHandle, relay: MailRelay, mail_block: str, host: P
 
 
 def _running(client: Any) -> list[Any]:
-    """The onboarding runs Running now (a kill of the worker also takes any resumer run with it)."""
-    running = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))))
-    return [r for r in running if r.name.startswith("onboard-")]
+    """The runs Running now: onboarding runs and their wait checks (resumer runs)."""
+    return client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))))
 
 
 def _all_final(client: Any, run_ids: list[Any]) -> bool:
@@ -110,8 +109,11 @@ def _all_final(client: Any, run_ids: list[Any]) -> bool:
 
 
 def _mark_dead_runs_crashed(client: Any) -> int:
-    """What the heartbeat automation does once the killed runs fall silent: mark each Crashed."""
-    running = _running(client)
+    """What the heartbeat automation does once the killed onboarding runs fall silent: mark each Crashed.
+
+    Killed wait checks are left to the automations (marked Crashed 3 heartbeats later, then rescheduled).
+    """
+    running = [r for r in _running(client) if r.name.startswith("onboard-")]
     for run in running:
         client.set_flow_run_state(run.id, Crashed(message="no heartbeat: the worker was killed (test)"), force=True)
     return len(running)
@@ -142,7 +144,7 @@ def test_every_tenant_is_onboarded_once_through_kills_at_random_points_and_resta
         runs = {tenant: onboard(tenant, spec["display_name"], blocks) for tenant, spec in TENANTS.items()}
         kills = 0
         while kills < KILLS and not _all_final(client, list(runs.values())):
-            if not _running(client):  # a kill lands in the middle of something: a step, a check, a wait
+            if not _running(client):  # a kill lands in the middle of something: a step, a wait check, a resumed run
                 time.sleep(0.5)
                 continue
             time.sleep(draw.uniform(0.2, 3.0))
@@ -157,13 +159,14 @@ def test_every_tenant_is_onboarded_once_through_kills_at_random_points_and_resta
             consented = _consent_from_the_email(sandbox, relay)
             time.sleep(1)
         final = wait_until_final(list(runs.values()), timeout_s=900)
+        histories = {tenant: states(run_id) for tenant, run_id in runs.items()}  # read while the test's server is the API
 
-    print(f"kills: {kills}, runs found running and crashed by a kill: {crashed_runs}")
+    print(f"kills: {kills}, onboarding runs found running and crashed by a kill: {crashed_runs}")
     assert kills == KILLS, f"every run finished after {kills} kills"
-    assert set(final.values()) == {"Completed"}, {TENANTS[t]["display_name"]: states(r) for t, r in runs.items()}
+    assert set(final.values()) == {"Completed"}, {TENANTS[t]["display_name"]: h for t, h in histories.items()}
     for tenant in TENANTS:
         assert one_of_each(sandbox, tenant) == {"guests": 1, "role_assignments": 1, "partners": 1, "devices": 1}, TENANTS[tenant]["display_name"]
     assert [str(m["To"]) for m in relay.mails()] == ["admin@customer.example"], [m["Subject"] for m in relay.mails()]
-    assert crashed_runs >= KILLS, "a kill met no running run"
-    restarted = [t for t, r in runs.items() if "AwaitingRecovery" in states(r)]
+    assert crashed_runs >= KILLS // 3, "the kills hardly ever met an onboarding run in the middle of a step"
+    restarted = [t for t, h in histories.items() if "AwaitingRecovery" in h]
     assert restarted, "no run was restarted after a crash"

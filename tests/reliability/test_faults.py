@@ -188,13 +188,14 @@ def test_every_tenant_completes_through_throttling_outages_resets_and_a_mail_ser
         sandbox.add_fault(service="workbench", kind="outage", starts_after=f"{OUTAGE_S * SCALE}s", lasts=f"{OUTAGE_S * SCALE}s")
         final = wait_until_final(list(runs.values()), timeout_s=900)
         undelivered = _undelivered()
+        histories = {TENANTS[t]["display_name"]: states(r) for t, r in runs.items()}  # read while the test's server is the API
 
     log = sandbox.request_log()
     faults = sandbox.admin("GET", "faults").json()
     print(json.dumps({"faults": [{k: f["spec"].get(k) for k in ("service", "kind", "probability")} | {"hits": f["hits"]} for f in faults],
                       "requests": len(log), "tenants": len(TENANTS)}, indent=1))
     logs = "\n".join(p.read_text()[-4000:] for p in prefect.log_dir.glob("worker-*.log"))
-    assert set(final.values()) == {"Completed"}, f"{ {TENANTS[t]['display_name']: states(r) for t, r in runs.items()} }\n{logs}"
+    assert set(final.values()) == {"Completed"}, f"{histories}\n{logs}"
     for tenant in TENANTS:
         assert one_of_each(sandbox, tenant) == {"guests": 1, "role_assignments": 1, "partners": 1, "devices": 1}, TENANTS[tenant]["display_name"]
     early = _sent_before_retry_after(log)

@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Crashed
 
+from core.dispatch import sync_result
 from core.requests import BlockNames
 from tests.deployed import HEARTBEAT_S, ORG, accept_consent, deployed_stack, onboard, one_of_each, running_sandbox, states, wait_until_final, worker_env
 from tests.prefect_harness import PrefectStack
@@ -57,7 +59,7 @@ def test_a_live_run_marked_crashed_while_the_server_was_down_goes_on_in_its_one_
     stack: tuple[PrefectStack, BlockNames], sandbox: SandboxHandle
 ) -> None:
     prefect, blocks = stack
-    pause_s = DOWN_S + 3 * HEARTBEAT_S  # the run sleeps through the outage and beyond, between two consent checks
+    pause_s = DOWN_S + 6 * HEARTBEAT_S  # the run sleeps through the outage and crash recovery's listening, between two consent checks
     env = worker_env(sandbox, SCALE, {
         "M365_ONBOARD_WAITS__SUSPEND_FROM_S": str(10_000 * 3600),  # every pause is in-process: the process stays
         "M365_ONBOARD_WAITS__ADMIN_CONSENT__INTERVAL_S": str(pause_s * SCALE),
@@ -73,18 +75,20 @@ def test_a_live_run_marked_crashed_while_the_server_was_down_goes_on_in_its_one_
         prefect.stop_server()
         time.sleep(DOWN_S)
         prefect.start_server()
-        # The heartbeat automation marks it Crashed unless a fresh heartbeat reaches the server before
-        # it looks again; the silence it saw is marked here at once, so the test never depends on that race.
+        # The heartbeat automation marks it Crashed, and crash recovery is handed it, unless a fresh
+        # heartbeat reaches the server first; both are done here at once, so the test never depends on that race.
         with get_client(sync_client=True) as client:
             if "Crashed" not in states(run_id):
                 client.set_flow_run_state(run_id, Crashed(message=f"No heartbeat for {3 * HEARTBEAT_S} s (the server was down)"), force=True)
+        recovery = sync_result(run_deployment("resume-onboarding/resume-onboarding", parameters={"flow_run_id": str(run_id)}, timeout=0))
+        assert wait_until_final([recovery.id], timeout_s=240)[recovery.id] == "Completed", states(recovery.id)
+        restored = states(run_id)
         accept_consent(sandbox, f"{sandbox.base_url('login')}/{TENANT}/adminconsent?client_id={sandbox.client_id}")
         final = wait_until_final([run_id], timeout_s=420)
+        history = states(run_id)  # read while the test's server is the API
 
-    history = states(run_id)
-    assert final[run_id] == "Completed", history
-    crashed = history.index("Crashed")
-    assert history[crashed + 1] == "Running" and "AwaitingRecovery" not in history, history
+    assert restored[-1] == "Running" and "Crashed" in restored, restored  # put back, not restarted
+    assert final[run_id] == "Completed" and "AwaitingRecovery" not in history, history
     worker_log = "\n".join(p.read_text() for p in prefect.log_dir.glob("worker-*.log"))
     assert len(re.findall(rf"submitting flow run '{run_id}'", worker_log)) == 1, "the run got a second process"
     assert "was marked Crashed but its process lives" in worker_log
