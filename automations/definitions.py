@@ -79,8 +79,8 @@ def _restart_crashed(name: str, description: str, runs: ResourceSpec | list[Reso
     )
 
 
-def _mark_silent_crashed(name: str, description: str, after: str, message: str, silent_s: int, ids: DeploymentIds) -> Automation:
-    """An onboarding or resumer run with no state change (and no heartbeat) ``silent_s`` after ``after`` is marked Crashed."""
+def _mark_silent_crashed(name: str, description: str, after: set[str], message: str, silent_s: int, ids: DeploymentIds) -> Automation:
+    """An onboarding or resumer run with no state change (and no heartbeat) ``silent_s`` after one of ``after`` is marked Crashed."""
     return Automation(
         name=name,
         description=description,
@@ -88,7 +88,7 @@ def _mark_silent_crashed(name: str, description: str, after: str, message: str, 
         trigger=EventTrigger(
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related={"prefect.resource.role": "deployment", "prefect.resource.id": [_deployment(ids.onboarding), _deployment(ids.resumer)]},
-            after={after},
+            after=after,
             expect={"prefect.flow-run.*"},
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
@@ -106,17 +106,17 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
         f"{PREFIX}mark silent runs Crashed",
         f"A running onboarding or resumer run that sent no heartbeat and no state change for "
         f"{silent_s} s lost its process: mark it Crashed so that it is seen and recovered.",
-        "prefect.flow-run.heartbeat",
+        {"prefect.flow-run.heartbeat"},
         f"No heartbeat for {silent_s} s: the run's process is gone (worker killed or machine lost).",
         silent_s, ids,
     )
-    # A worker killed between handing a run to its process and the process starting leaves the run
-    # Pending, with no heartbeat ever: the same silence, seen from the Pending state.
+    # A worker killed between taking a run and its process starting leaves the run Pending or
+    # Submitting (a Pending state of Prefect 3.9's workers), with no heartbeat ever: the same silence.
     never_started = _mark_silent_crashed(
         f"{PREFIX}catch runs that never started",
-        f"An onboarding or resumer run Pending for {silent_s} s with no state change since never got "
+        f"An onboarding or resumer run Pending or Submitting for {silent_s} s with no state change since never got "
         f"its process (the worker died while starting it): mark it Crashed so that it is seen and recovered.",
-        "prefect.flow-run.Pending",
+        {"prefect.flow-run.Pending", "prefect.flow-run.Submitting"},
         f"Pending for {silent_s} s: the worker never started the run's process.",
         silent_s, ids,
     )
