@@ -79,8 +79,15 @@ def _restart_crashed(name: str, description: str, runs: ResourceSpec | list[Reso
     )
 
 
-def _mark_silent_crashed(name: str, description: str, after: set[str], message: str, silent_s: int, ids: DeploymentIds) -> Automation:
-    """An onboarding or resumer run with no state change (and no heartbeat) ``silent_s`` after one of ``after`` is marked Crashed."""
+# What a run that has its process does next: a state change. (Not any event: a killed run's last
+# pull-step event would otherwise count as a sign of life.)
+NEXT_STATES = {f"prefect.flow-run.{state}" for state in ("Running", "Completed", "Failed", "Cancelled", "Cancelling", "Crashed", "Paused",
+                                                         "Suspended", "Scheduled", "AwaitingRecovery", "Pending", "Submitting")}
+
+
+def _mark_silent_crashed(name: str, description: str, after: set[str], message: str, silent_s: int, ids: DeploymentIds,
+                         expect: set[str] | None = None) -> Automation:
+    """An onboarding or resumer run with none of ``expect`` (any flow-run event by default) ``silent_s`` after one of ``after`` is marked Crashed."""
     return Automation(
         name=name,
         description=description,
@@ -89,7 +96,7 @@ def _mark_silent_crashed(name: str, description: str, after: set[str], message: 
             match={"prefect.resource.id": "prefect.flow-run.*"},
             match_related={"prefect.resource.role": "deployment", "prefect.resource.id": [_deployment(ids.onboarding), _deployment(ids.resumer)]},
             after=after,
-            expect={"prefect.flow-run.*"},
+            expect=expect or {"prefect.flow-run.*"},
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
@@ -118,7 +125,7 @@ def crash_recovery(settings: OnboardingSettings, ids: DeploymentIds) -> list[Aut
         f"its process (the worker died while starting it): mark it Crashed so that it is seen and recovered.",
         {"prefect.flow-run.Pending", "prefect.flow-run.Submitting"},
         f"Pending for {silent_s} s: the worker never started the run's process.",
-        silent_s, ids,
+        silent_s, ids, expect=NEXT_STATES,
     )
     onboarding_runs: ResourceSpec = {"prefect.resource.role": "deployment", "prefect.resource.id": _deployment(ids.onboarding)}
     restart = _restart_crashed(

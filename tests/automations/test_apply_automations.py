@@ -96,6 +96,7 @@ def test_applying_twice_leaves_one_copy_of_each_and_only_touches_ours(client: Sy
     never = _named(client, "never started")  # a run left Pending by a worker killed while starting it
     assert _trigger(never).after == {"prefect.flow-run.Pending", "prefect.flow-run.Submitting"} and _trigger(never).within == timedelta(seconds=540)
     assert _trigger(never).model_dump(mode="json")["match_related"] == related
+    assert "prefect.flow-run.Running" in _trigger(never).expect and "prefect.flow-run.pull-step.executed" not in _trigger(never).expect
     restart = _named(client, "crashed onboarding runs")
     assert str(_run_deployment(restart).deployment_id) == ids["resume-onboarding"]
     assert _run_deployment(restart).parameters == {"flow_run_id": {"__prefect_kind": "jinja", "template": "{{ flow_run.id }}"}}
