@@ -60,11 +60,14 @@ def restart_crashed(flow_run_id: str, max_recoveries: int, listen_s: float = 280
         if run.state is None or run.state.name != "Crashed":
             logger.info("flow_run=%s is %s, not Crashed; nothing to restart", flow_run_id, run.state and run.state.name)
             return "not-crashed"
-        if heard_since(client, run.id, run.state.timestamp, listen_s=listen_s):
+        history = client.read_flow_run_states(run.id)
+        before = [state for state in history if state.name != "Crashed"]
+        was_running = bool(before) and before[-1].is_running()  # only a process that ran can still be alive
+        if was_running and heard_since(client, run.id, run.state.timestamp, listen_s=listen_s):
             client.set_flow_run_state(run.id, Running(message="its process still sends heartbeats: it was unheard, not crashed"), force=True)
             logger.warning("flow_run=%s run=%s was marked Crashed but its process lives; back to Running, not restarted", flow_run_id, run.name)
             return "alive"
-        crashes = sum(1 for state in client.read_flow_run_states(run.id) if state.name == "Crashed")
+        crashes = sum(1 for state in history if state.name == "Crashed")
         if crashes > max_recoveries:
             logger.error("flow_run=%s run=%s crashed %d times; not restarting it again: look at its logs", flow_run_id, run.name, crashes)
             return "gave-up"

@@ -58,6 +58,7 @@ def worker_env(sandbox: SandboxHandle, scale: float, extra: dict[str, str] | Non
            if isinstance(v, str | int | float | Path)}
     env |= {
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S),
+        "M365_ONBOARD_RECOVERY__HEARTBEAT_S": str(HEARTBEAT_S),  # crash recovery listens 1.5 of these before a restart
         "M365_ONBOARD_WAITS__TIME_SCALE": str(scale),
         "M365_ONBOARD_WAITS__SUSPEND_FROM_S": "0",  # every pause releases the worker, as long waits do in production
         "M365_ONBOARD_TIMING__CONSISTENCY_INTERVAL_S": "0.1",
