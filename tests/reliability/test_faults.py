@@ -140,7 +140,7 @@ SKEW_S = 0.1  # the client counts from when it read the answer, a moment after i
 
 
 def _sent_before_retry_after(log: list[dict[str, Any]]) -> list[str]:
-    """Requests of a client (service, tenant, app) that reached the sandbox before a Retry-After it was given had passed.
+    """Requests sent again (same client-request-id) that reached the sandbox before the Retry-After they were given had passed.
 
     Counted from when the answer left; login is left out (msal's own HTTP, not throttled here).
     """
@@ -148,7 +148,9 @@ def _sent_before_retry_after(log: list[dict[str, Any]]) -> list[str]:
         return datetime.fromisoformat(entry["received_at"]).timestamp()
 
     early = []
-    key = ("service", "tenant_id", "app_id")
+    # The same request sent again (its client-request-id). Other requests of the same app and tenant
+    # from another process (a resumer's pre-check) are not held yet: one gate per process, see README.
+    key = ("service", "tenant_id", "app_id", "client_request_id")
     for i, answer in enumerate(log):
         wait = answer.get("retry_after_s")
         if wait is None or answer["service"] == "login":
