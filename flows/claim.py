@@ -8,7 +8,6 @@ is refused until that run is restarted and finishes, or someone deletes it.
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -17,7 +16,7 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterId, FlowRunFilt
 from prefect.client.schemas.objects import StateType
 from prefect.runtime import flow_run as current_flow_run
 
-from core.requests import TenantRequest
+from core.requests import TenantRequest, normalise_guid
 from core.tags import tenant_tag
 from flows.errors import AlreadyOnboarding
 from tasks.caching import ORCHESTRATION_RETRIES
@@ -29,7 +28,7 @@ PAGE = 200  # the API pages flow runs at 200
 def canonical_tenant(value: object) -> str | None:
     """A tenant id as runs' parameters hold it ({GUID}, upper case, no hyphens) in one form; None if it is none."""
     try:
-        return str(UUID(str(value).strip()))
+        return normalise_guid(str(value))  # the request model's own normal form
     except ValueError:
         return None
 
