@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from m365_onboarding.local_stack import process_tree, running, signal_all
+from m365_onboarding.local_stack import child_pids, process_tree, running, signal_all
 from tests.prefect_harness import PROJECT
 
 pytestmark = pytest.mark.slow  # starts a demo: a Prefect server, the sandbox and a worker
@@ -123,10 +123,11 @@ def test_keep_running_leaves_the_ui_up_until_ctrl_c_then_stops_everything(tmp_pa
         _show_checklist(chromium, ui, contoso.group(1))
         assert [pid for pid in started if not running(pid)] == [], "a process of the demo ended while it was to stay up"
 
+        everything = process_tree(demo.pid)
         os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C in the terminal
         assert demo.wait(timeout=180) == 0, "".join(lines)[-3000:]
         reader.join(timeout=10)
-        left = [pid for pid in started if running(pid)]
+        left = [pid for pid in everything if running(pid)]
         assert left == [], f"still running after Ctrl-C: {left}"
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{ui}/api/health", timeout=5)

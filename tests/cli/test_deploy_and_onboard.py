@@ -66,6 +66,7 @@ def test_deploy_registers_everything_once_and_a_second_run_changes_nothing(deplo
         "work pool m365-onboarding": "created",
         "block m365-provider-app": "created",
         "block expel-workbench": "created",
+        "block m365-onboarding-results": "created",
         "deployment onboard-tenant": "created",
         "deployment resume-onboarding": "created",
         "automation m365-onboarding: mark silent runs Crashed": "created",
@@ -84,8 +85,12 @@ def test_deploy_registers_everything_once_and_a_second_run_changes_nothing(deplo
     # Nothing new: the pool, blocks and automations are unchanged; prefect deploy rewrites the deployments in place.
     assert _report(again) == {name: "updated" if name.startswith("deployment") else "unchanged" for name in verbs}, again
     with get_client(sync_client=True) as client:
-        assert len([a for a in client.read_automations() if "m365-onboarding" in (a.tags or [])]) == 4
-        assert len(client.read_deployments()) == 2
+        assert len([a for a in client.read_automations() if "m365-onboarding" in (a.tags or [])]) == 5
+        deployments = client.read_deployments()
+        assert len(deployments) == 2
+        # Both write their results to the one shared storage block, as JSON, whichever host runs them.
+        assert all(d.job_variables["env"]["PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"] == "local-file-system/m365-onboarding-results"
+                   and d.job_variables["env"]["PREFECT_RESULTS_DEFAULT_SERIALIZER"] == "json" for d in deployments), deployments
 
 
 def test_deploy_without_credentials_for_a_missing_block_says_which(server: PrefectStack, tmp_path: Path) -> None:
