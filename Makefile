@@ -12,10 +12,8 @@ bootstrap:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 
 ## Run the whole test suite (starts its own sandbox processes, Prefect servers, workers and demos).
-## Two test processes, one test file each at a time: most end-to-end tests wait on the sandbox's
-## clock rather than compute, and each file's servers are its own (random ports, own PREFECT_HOME).
 test: bootstrap
-	$(UV) run --locked pytest -n 2 --dist loadfile --durations=25
+	$(UV) run --locked pytest --durations=25
 
 ## The fast lane: every test that needs no Prefect server (a few minutes), to check a change before the full suite.
 test-fast: bootstrap
