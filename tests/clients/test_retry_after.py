@@ -136,7 +136,8 @@ def test_a_throttled_error_carries_an_http_date_as_seconds(stub: StubServer, stu
     assert caught.value.retry_after is not None and 590 <= caught.value.retry_after <= 600  # the service's whole wait, uncapped
 
 
-@pytest.mark.parametrize(("header", "expected"), [(_http_date(time.time() - 60), 0.0), ("whenever", None)])
+@pytest.mark.parametrize(("header", "expected"), [(_http_date(time.time() - 60), 0.0), ("whenever", None)],
+                         ids=["a-minute-ago", "garbage"])  # fixed ids: every pytest-xdist worker must collect the same tests
 def test_a_past_date_is_no_wait_and_garbage_is_backoff_not_a_crash(stub: StubServer, stub_tls: TlsFiles, header: str, expected: float | None) -> None:
     stub.script("/v1.0/organization", Answer(429, THROTTLED, {"Retry-After": header}))
     started = time.monotonic()
