@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -24,7 +25,7 @@ from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from clients.http import VerifiedSession
 from core.dispatch import sync_result
 from core.requests import BlockNames
-from core.settings import OnboardingSettings, RecoverySettings, ResultSettings
+from core.settings import NotificationSettings, OnboardingSettings, RecoverySettings, ResultSettings
 from m365_onboarding.deploy import credentials_from_sandbox, deploy
 from tests.prefect_harness import PROJECT, PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
@@ -36,8 +37,13 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 @contextmanager
-def deployed_stack(folder: Path, sandbox: SandboxHandle, restart_again_after_s: int = 600) -> Iterator[tuple[PrefectStack, BlockNames]]:
-    """A Prefect server with everything ``deploy`` registers; yields it and the credential blocks' names."""
+def deployed_stack(folder: Path, sandbox: SandboxHandle, restart_again_after_s: int = 600,
+                   team_webhook: str | None = None) -> Iterator[tuple[PrefectStack, BlockNames]]:
+    """A Prefect server with everything ``deploy`` registers; yields it and the credential blocks' names.
+
+    With ``team_webhook``, the team's channel is a custom-webhook block posting there (subject and
+    body as JSON), and the team's notification automations are deployed with it.
+    """
     stack = start_prefect(folder)
     suffix = uuid.uuid4().hex[:6]
     blocks = BlockNames(provider_app=f"app-{suffix}", workbench=f"wb-{suffix}")
@@ -45,7 +51,11 @@ def deployed_stack(folder: Path, sandbox: SandboxHandle, restart_again_after_s: 
         with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
             app, workbench = credentials_from_sandbox(sandbox.state_dir)
             recovery = RecoverySettings(heartbeat_s=HEARTBEAT_S, restart_again_after_s=restart_again_after_s)
-            settings = OnboardingSettings(recovery=recovery, results=ResultSettings(local_path=folder / "results"))
+            notifications = NotificationSettings()
+            if team_webhook is not None:
+                CustomWebhookNotificationBlock(name="team", url=team_webhook, json_data={"subject": "{{subject}}", "body": "{{body}}"}).save("team")
+                notifications = NotificationSettings(team_block="custom-webhook/team")
+            settings = OnboardingSettings(recovery=recovery, results=ResultSettings(local_path=folder / "results"), notifications=notifications)
             deploy(client, PROJECT, settings, blocks, app, workbench, env=stack.env())
         yield stack, blocks
     finally:
@@ -76,10 +86,11 @@ def save_blocks(sandbox: SandboxHandle) -> BlockNames:
     return blocks
 
 
-def onboard(tenant: str, name: str, blocks: BlockNames, email: str = "admin@customer.example") -> uuid.UUID:
-    """Start one onboarding run of the deployment, as ``m365-onboard onboard`` does; returns its id."""
+def onboard(tenant: str, name: str, blocks: BlockNames, email: str = "admin@customer.example",
+            modes: dict[str, str] | None = None) -> uuid.UUID:
+    """Start one onboarding run of the deployment, as ``m365-onboard onboard`` does (``modes``: its --<step> flags); returns its id."""
     request = {"tenant_id": tenant, "organization_name": name, "provider_org_id": ORG, "customer_contact_email": email,
-               "blocks": blocks.model_dump()}
+               "blocks": blocks.model_dump(), "modes": modes or {}}
     return sync_result(run_deployment("onboard-tenant/onboard-tenant", parameters={"request": request}, timeout=0)).id
 
 

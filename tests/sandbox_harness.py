@@ -69,7 +69,10 @@ class SandboxHandle:
         response.raise_for_status()
         return response.json()
 
-    def request_log(self, **filters: Any) -> list[dict[str, Any]]:
+    def request_log(self, service: str | None = None, method: str | None = None, tenant: str | None = None,
+                    path_contains: str | None = None, since: int | None = None) -> list[dict[str, Any]]:
+        """The sandbox's request log, filtered as its admin API filters it (a filter it does not know would be ignored)."""
+        filters = {"service": service, "method": method, "tenant": tenant, "path_contains": path_contains, "since": since}
         response = self.admin("GET", "requests", params={k: v for k, v in filters.items() if v is not None})
         response.raise_for_status()
         return response.json()["requests"]

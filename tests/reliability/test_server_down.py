@@ -1,4 +1,4 @@
-"""The Prefect server down for longer than the heartbeat limit while a run is Running: no second process.
+"""The Prefect server down for 15 minutes while a run is Running: no second process.
 
 A real server with the project deployed, a process worker and the sandbox. The run waits in-process
 for its customer's admin (a long pause between two checks) when the server goes down for longer
@@ -11,6 +11,7 @@ process, with one of each object.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -32,7 +33,9 @@ pytestmark = pytest.mark.slow  # a Prefect server, a worker and the sandbox
 
 SCALE = 3600
 TENANT = "8b8b8b8b-0000-4000-8000-000000000001"
-DOWN_S = 4 * HEARTBEAT_S + 10  # longer than the 3 missed heartbeats after which a run is marked Crashed
+# 15 minutes, as the issue asks: far longer than the 3 missed heartbeats (90 s) after which a run is marked Crashed.
+# M365_ONBOARD_TEST_SERVER_DOWN_S shortens it for a quick local run (at least 130 s keeps the point of the test).
+DOWN_S = max(4 * HEARTBEAT_S + 10, int(os.environ.get("M365_ONBOARD_TEST_SERVER_DOWN_S", "900")))
 SCENARIO: dict[str, Any] = {
     "replication_lag": "20s",
     "workbench": {"organizations": [{"id": ORG, "name": "Outage Customers"}], "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]},
@@ -54,7 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, sandbox: SandboxHandle) -> I
         deployed[0].stop_workers()
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(DOWN_S + 1200)
 def test_a_live_run_marked_crashed_while_the_server_was_down_goes_on_in_its_one_process(
     stack: tuple[PrefectStack, BlockNames], sandbox: SandboxHandle
 ) -> None:
@@ -63,6 +66,7 @@ def test_a_live_run_marked_crashed_while_the_server_was_down_goes_on_in_its_one_
     env = worker_env(sandbox, SCALE, {
         "M365_ONBOARD_WAITS__SUSPEND_FROM_S": str(10_000 * 3600),  # every pause is in-process: the process stays
         "M365_ONBOARD_WAITS__ADMIN_CONSENT__INTERVAL_S": str(pause_s * SCALE),
+        "M365_ONBOARD_WAITS__ADMIN_CONSENT__LIMIT_S": str((pause_s + 900) * SCALE),  # the limit is not what ends this wait
     })
     with temporary_settings({PREFECT_API_URL: prefect.api_url}):
         prefect.start_worker(env)
