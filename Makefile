@@ -11,9 +11,10 @@ endif
 bootstrap:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 
-## Run the whole test suite (starts its own sandbox processes, Prefect servers, workers and demos).
+## Run the whole test suite (starts its own sandbox processes, Prefect servers, workers and demos), in two
+## processes (pytest-xdist), each taking whole files: a file's module fixtures (a server, a sandbox) stay its own.
 test: bootstrap
-	$(UV) run --locked pytest --durations=25
+	$(UV) run --locked pytest -n 2 --dist loadfile -rfE --durations=25
 
 ## The fast lane: every test that needs no Prefect server (a few minutes), to check a change before the full suite.
 test-fast: bootstrap
