@@ -67,6 +67,17 @@ IMPLIES: dict[str, frozenset[str]] = {
 }
 
 
+def named_with_alternatives(permission: str) -> str:
+    """``permission`` as a person grants it: with the broader permissions that also give it.
+
+    An app registered for apply mode requests RoleManagement.ReadWrite.Directory, not its read
+    counterpart; a message naming only the read one would send the customer's admin looking for a
+    permission the app does not ask for.
+    """
+    broader = sorted(p for p, implied in IMPLIES.items() if permission in implied and not p.startswith("role:"))
+    return f"{permission} (or {' or '.join(broader)})" if broader else permission
+
+
 def effective(held: set[str] | frozenset[str]) -> set[str]:
     """The permissions ``held`` grants, counting what each implies."""
     result = set(held)

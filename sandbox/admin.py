@@ -12,6 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
 
+from sandbox.core.catalog import DIRECTORY_ROLES, RESOURCES
 from sandbox.core.clock import parse_duration
 from sandbox.core.faults import FaultSpec
 from sandbox.core.world import World
@@ -19,6 +20,16 @@ from sandbox.core.world import World
 
 class AdvanceClock(BaseModel):
     by: str
+
+
+class AdminToken(BaseModel):
+    resource: str  # a resource's key: graph, exchange or management_activity
+
+
+# Who acts when a test plays the customer's Global Administrator in the portal: Microsoft's Entra
+# admin center app, so the request log tells the admin's changes from the provider app's.
+ADMIN_PORTAL_APP_ID = "c44b4083-3bb0-49c1-b47d-974e53cbdf3c"
+ADMIN_TOKEN_LIFETIME_S = 3600
 
 
 def add_admin_routes(app: FastAPI) -> None:
@@ -68,6 +79,25 @@ def add_admin_routes(app: FastAPI) -> None:
         now = world.clock.now()
         with world.lock:
             return jsonable_encoder(world.tenant_snapshot(_tenant(tenant_id), now))
+
+    @app.post("/_sandbox/tenants/{tenant_id}/admin-token")
+    async def admin_token(tenant_id: str, body: AdminToken) -> dict[str, Any]:
+        """A token for the tenant's Global Administrator, as the portal acts for them: every app role of the resource.
+
+        Lets a test play the customer's admin doing what guide mode asks (invite, assign a role,
+        add a partner, turn on the audit log) through the same APIs, whatever the provider's app may do.
+        """
+        resource = next((r for r in RESOURCES if r.key == body.resource), None)
+        if resource is None:
+            raise HTTPException(400, f"resource must be one of {[r.key for r in RESOURCES]}")
+        tenant = _tenant(tenant_id)
+        admin = f"sandbox-global-admin-{tenant.id}"
+        token = world.signer.issue(
+            {"aud": resource.audience, "tid": tenant.id, "appid": ADMIN_PORTAL_APP_ID, "idp": f"https://sts.windows.net/{tenant.id}/",
+             "oid": admin, "sub": admin, "roles": sorted(resource.app_roles), "wids": [DIRECTORY_ROLES["Global Administrator"]]},
+            issuer=f"https://sts.windows.net/{tenant.id}/", lifetime_s=ADMIN_TOKEN_LIFETIME_S,
+        )
+        return {"access_token": token, "token_type": "Bearer", "expires_in": ADMIN_TOKEN_LIFETIME_S}
 
     @app.get("/_sandbox/workbench")
     async def workbench_state() -> Any:

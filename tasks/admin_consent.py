@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clients.errors import AppNotConsented
 from core.catalogue import StepName, StepSpec, WaitPolicyName, WaitSpec
-from core.permissions import PERMISSION_RESOURCE, Resource, StepPermissions, effective
+from core.permissions import PERMISSION_RESOURCE, Resource, StepPermissions, effective, named_with_alternatives
 from core.results import Action, Change, Mode, Outcome, Plan, StepResult
 from tasks.context import TenantContext
 from tasks.errors import ConsentIncomplete
@@ -96,7 +96,7 @@ class AdminConsentStep:
             f"3. Afterwards the app is listed under Entra ID > Enterprise applications; its Permissions page should show: {', '.join(desired.required)}.",
         ]
         if missing:
-            lines.insert(0, f"Consent was given, but these permissions are not granted yet: {', '.join(missing)}.")
+            lines.insert(0, f"Consent was given, but these permissions are not granted yet: {', '.join(map(named_with_alternatives, missing))}.")
         return "\n".join(lines)
 
 
@@ -106,7 +106,8 @@ def consent_error(result: StepResult) -> AppNotConsented | ConsentIncomplete:
     if not observed.consented:
         return AppNotConsented(f"Tenant {result.tenant_id} has not consented to the provider's app yet.\n{result.instructions or ''}".rstrip())
     return ConsentIncomplete(
-        f"Tenant {result.tenant_id} consented, but {len(observed.missing)} required permission(s) are not granted: {', '.join(observed.missing)}.",
+        f"Tenant {result.tenant_id} consented, but {len(observed.missing)} required permission(s) are not granted: "
+        f"{', '.join(map(named_with_alternatives, observed.missing))}.",
         observed.missing,
     )
 

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 from tasks.catalogue import CATALOGUE
+from tests.readme_tables import README, permission_table
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 STEP_PERMISSIONS = CATALOGUE.permission_table()
 
 
-def _permission_rows() -> dict[str, tuple[set[str], set[str]]]:
-    rows = {}
-    for line in README.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 3 and cells[0] in STEP_PERMISSIONS:
-            names = lambda cell: set(re.findall(r"[A-Z][A-Za-z]+(?:\.[A-Za-z]+)+", cell))  # noqa: E731
-            rows[cells[0]] = (names(cells[1]), names(cells[2]))
-    return rows
-
-
 def test_readme_permission_table_matches_the_code() -> None:
-    rows = _permission_rows()
+    rows = permission_table(set(STEP_PERMISSIONS))
     assert set(rows) == set(STEP_PERMISSIONS)
     for step, needs in STEP_PERMISSIONS.items():
-        assert rows[step] == (set(needs.read), set(needs.apply)), step
+        read, apply = rows[step]
+        assert (read.permissions, apply.permissions) == (frozenset(needs.read), frozenset(needs.apply)), step
+        assert (read.roles, apply.roles) == (frozenset(needs.read_roles), frozenset(needs.apply_roles)), step
 
 
 def test_readme_quick_start_is_one_block_of_two_commands() -> None:
