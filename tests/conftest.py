@@ -18,6 +18,7 @@ import pytest
 from tasks.context import TenantContext
 from tasks.runtime import tenant_context
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+from tests.webhook_receiver import WebhookReceiver
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
@@ -44,6 +45,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     unmarked = [item.nodeid for item in items if "prefect_server" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
     if unmarked:
         raise pytest.UsageError(f"these tests use a Prefect server but are not marked slow (pytestmark = pytest.mark.slow): {unmarked}")
+
+
+@pytest.fixture(scope="module")
+def webhook() -> Iterator[WebhookReceiver]:
+    """A webhook receiver of the module's own, for notification blocks to post to (``webhook.url(channel)``)."""
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.stop()
 
 
 @pytest.fixture(scope="session")

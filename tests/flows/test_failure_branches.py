@@ -61,13 +61,6 @@ SHORT_WAITS = {f"M365_ONBOARD_WAITS__{wait}__{key}": str(hours * 3600) for wait 
 
 
 @pytest.fixture(scope="module")
-def webhook() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
     with running_sandbox(tmp_path_factory.mktemp("failing-sandbox"), SCENARIO, SCALE) as handle:
         yield handle

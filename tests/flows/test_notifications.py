@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,13 +66,6 @@ WAITS = {
 TEAM_MESSAGES = 11  # the team messages the assertions below name (1 + 2 + 3 + 2 + 3), each outcome, stall and retry
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    yield receiver
-    receiver.stop()
-
-
 def _env(sandbox: SandboxHandle) -> dict[str, str]:
     env = {f"M365_ONBOARD_{k.upper()}": str(v) for k, v in sandbox_settings(sandbox).model_dump(exclude_none=True).items()
            if isinstance(v, str | int | float | Path)}
@@ -89,8 +81,8 @@ def _env(sandbox: SandboxHandle) -> dict[str, str]:
     return env
 
 
-def _team_messages(receiver: WebhookReceiver) -> list[dict]:
-    return [m for m in receiver.messages if m["channel"] == "team"]
+def _team_messages(webhook: WebhookReceiver) -> list[dict]:
+    return [m for m in webhook.messages if m["channel"] == "team"]
 
 
 def _notifications_done(client: SyncPrefectClient) -> int | None:
@@ -115,7 +107,7 @@ def _settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Onboardin
 
 
 @pytest.mark.timeout(900)
-def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, webhook: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "sandbox").mkdir()
     sandbox = start_sandbox(tmp_path / "sandbox", SCENARIO, time_scale=SCALE)
     stack: PrefectStack = start_prefect(tmp_path / "prefect")
@@ -125,7 +117,7 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
         env = _env(sandbox)
         with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
             for channel in ("team", "customer"):
-                CustomWebhookNotificationBlock(name=channel, url=receiver.url(channel),
+                CustomWebhookNotificationBlock(name=channel, url=webhook.url(channel),
                                                json_data={"subject": "{{subject}}", "body": "{{body}}"}).save(channel)
             report = apply_automations(client, _settings(env, monkeypatch))
             assert len(report.created) == 18, report  # 5 crash recovery, 8 stalls, 5 other team alerts
@@ -151,8 +143,8 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
             # The runs' last events still have alerts to trigger: wait until each team message is in and every
             # notification the automations triggered has been sent (or failed), then nothing more is on its way.
             deadline = time.monotonic() + 120
-            while not (len(_team_messages(receiver)) >= TEAM_MESSAGES and _notifications_done(client) == len(_team_messages(receiver))):
-                assert time.monotonic() < deadline, (_notifications_done(client), sorted(m["subject"] for m in _team_messages(receiver)))
+            while not (len(_team_messages(webhook)) >= TEAM_MESSAGES and _notifications_done(client) == len(_team_messages(webhook))):
+                assert time.monotonic() < deadline, (_notifications_done(client), sorted(m["subject"] for m in _team_messages(webhook)))
                 time.sleep(1)
         stops = [r for r in sandbox.request_log(service="management_activity", method="POST", tenant=SILENT) if r["path"].endswith("/stop")]
         assert len(stops) == 5, "each silent subscription is restarted once, not on every check"
@@ -161,7 +153,7 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
         sandbox.stop()
 
     def subjects(channel: str, name: str) -> list[str]:
-        return sorted(m["subject"] for m in receiver.messages if m["channel"] == channel and name in m["subject"] + m["body"])
+        return sorted(m["subject"] for m in webhook.messages if m["channel"] == channel and name in m["subject"] + m["body"])
 
     assert subjects("team", NAMES[HEALTHY]) == [f"Onboarded: {NAMES[HEALTHY]}"]
     assert subjects("customer", NAMES[HEALTHY]) == []
@@ -180,15 +172,15 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
         f"Onboarding stalled: {NAMES[SILENT]}, first_data", f"Automatic retry: {NAMES[SILENT]}, first_data",
         f"Onboarding run onboard-{NAMES[SILENT]} Failed"])
     assert subjects("customer", NAMES[UNHEALTHY]) == subjects("customer", NAMES[NO_AUDIT]) == subjects("customer", NAMES[SILENT]) == []
-    restart = next(m["body"] for m in receiver.messages if m["subject"] == f"Automatic retry: {NAMES[SILENT]}, first_data")
+    restart = next(m["body"] for m in webhook.messages if m["subject"] == f"Automatic retry: {NAMES[SILENT]}, first_data")
     assert "restarted 5 Management Activity subscription(s) that delivered nothing" in restart, restart
 
-    stalled = next(m["body"] for m in receiver.messages if m["subject"] == f"Onboarding stalled: {NAMES[NO_AUDIT]}, audit_activation")
+    stalled = next(m["body"] for m in webhook.messages if m["subject"] == f"Onboarding stalled: {NAMES[NO_AUDIT]}, audit_activation")
     assert NO_AUDIT in stalled and "waiting for more than 2 h" in stalled and "Next action: Check Get-AdminAuditLogConfig" in stalled
     assert "/runs/flow-run/" in stalled, stalled
-    request = next(m["body"] for m in receiver.messages if m["subject"].startswith("Expel onboarding of Never"))
+    request = next(m["body"] for m in webhook.messages if m["subject"].startswith("Expel onboarding of Never"))
     assert "To: admin@never.example" in request and "adminconsent" in request.lower(), request
-    retry = next(m["body"] for m in receiver.messages if m["subject"] == f"Automatic retry: {NAMES[UNHEALTHY]}, device_healthy")
+    retry = next(m["body"] for m in webhook.messages if m["subject"] == f"Automatic retry: {NAMES[UNHEALTHY]}, device_healthy")
     assert "consent and every permission are still granted" in retry, retry
     secrets = [sandbox.app_secret(), sandbox.workbench_key()]
-    assert not any(secret in json.dumps(receiver.messages) for secret in secrets)
+    assert not any(secret in json.dumps(webhook.messages) for secret in secrets)
