@@ -13,8 +13,9 @@ bootstrap:
 
 ## Run the whole test suite (starts its own sandbox processes, Prefect servers, workers and demos), in two
 ## processes (pytest-xdist), each taking whole files: a file's module fixtures (a server, a sandbox) stay its own.
+## --no-loadscope-reorder keeps the order of tests/conftest.py (the longest files first), not the largest files first.
 test: bootstrap
-	$(UV) run --locked pytest -n 2 --dist loadfile -rfE --durations=25
+	$(UV) run --locked pytest -n 2 --dist loadfile --no-loadscope-reorder -rfE --durations=25
 
 ## The fast lane: every test that needs no Prefect server (a few minutes), to check a change before the full suite.
 test-fast: bootstrap
