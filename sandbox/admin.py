@@ -12,7 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ValidationError
 
-from sandbox.core.catalog import DIRECTORY_ROLES, RESOURCES
+from sandbox.core.catalog import DIRECTORY_ROLES, RESOURCES, resource_by_key
 from sandbox.core.clock import parse_duration
 from sandbox.core.faults import FaultSpec
 from sandbox.core.world import World
@@ -87,9 +87,10 @@ def add_admin_routes(app: FastAPI) -> None:
         Lets a test play the customer's admin doing what guide mode asks (invite, assign a role,
         add a partner, turn on the audit log) through the same APIs, whatever the provider's app may do.
         """
-        resource = next((r for r in RESOURCES if r.key == body.resource), None)
-        if resource is None:
-            raise HTTPException(400, f"resource must be one of {[r.key for r in RESOURCES]}")
+        try:
+            resource = resource_by_key(body.resource)
+        except KeyError:
+            raise HTTPException(400, f"resource must be one of {[r.key for r in RESOURCES]}") from None
         tenant = _tenant(tenant_id)
         admin = f"sandbox-global-admin-{tenant.id}"
         token = world.signer.issue(

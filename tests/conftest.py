@@ -40,29 +40,8 @@ WORKBENCH_ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 OTHER_WORKBENCH_ORG = "7a7a7a7a-1111-4222-8333-944444444444"
 
 
-# The longest files first (wall time in a two-process run), so that `make test`'s two processes
-# (pytest-xdist, whole files each) start them at once and share out the rest, instead of ending on
-# them. The 15-minute server outage is mostly idle: the other process runs many files meanwhile.
-LONGEST_FIRST = (
-    "reliability/test_server_down.py",
-    "reliability/test_crashes.py",
-    "reliability/test_faults.py",
-    "reliability/test_secrets_at_rest.py",
-    "flows/test_deployed_onboarding.py",
-    "flows/test_notifications.py",
-    "test_quick_start.py",
-    "flows/test_failure_branches.py",
-)
-
-
-def _longest_first(item: pytest.Item) -> int:
-    path = item.path.relative_to(Path(__file__).parent).as_posix()
-    return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest files first; and a test that uses the Prefect server must be marked slow, so the fast lane never starts one."""
-    items.sort(key=_longest_first)  # stable: every other test keeps its place
+    """A test that uses the Prefect server must be marked slow, so the fast lane never starts one."""
     unmarked = [item.nodeid for item in items if "prefect_server" in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
     if unmarked:
         raise pytest.UsageError(f"these tests use a Prefect server but are not marked slow (pytestmark = pytest.mark.slow): {unmarked}")

@@ -8,6 +8,8 @@ history, the tenant's step events, and the objects in the tenant and in Workbenc
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +18,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -30,6 +31,7 @@ from m365_onboarding.deploy import credentials_from_sandbox, deploy
 from tests.prefect_harness import PROJECT, PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 from tests.support import present
+from tests.webhook_receiver import WebhookReceiver
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 HEARTBEAT_S = 30  # the shortest Prefect allows: a killed run is marked Crashed 90 s after its last heartbeat
@@ -38,11 +40,11 @@ TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 @contextmanager
 def deployed_stack(folder: Path, sandbox: SandboxHandle, restart_again_after_s: int = 600,
-                   team_webhook: str | None = None) -> Iterator[tuple[PrefectStack, BlockNames]]:
+                   team_webhook: WebhookReceiver | None = None) -> Iterator[tuple[PrefectStack, BlockNames]]:
     """A Prefect server with everything ``deploy`` registers; yields it and the credential blocks' names.
 
-    With ``team_webhook``, the team's channel is a custom-webhook block posting there (subject and
-    body as JSON), and the team's notification automations are deployed with it.
+    With ``team_webhook``, the team's channel is a custom-webhook block posting to its ``team``
+    channel, and the team's notification automations are deployed with it.
     """
     stack = start_prefect(folder)
     suffix = uuid.uuid4().hex[:6]
@@ -51,10 +53,7 @@ def deployed_stack(folder: Path, sandbox: SandboxHandle, restart_again_after_s: 
         with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
             app, workbench = credentials_from_sandbox(sandbox.state_dir)
             recovery = RecoverySettings(heartbeat_s=HEARTBEAT_S, restart_again_after_s=restart_again_after_s)
-            notifications = NotificationSettings()
-            if team_webhook is not None:
-                CustomWebhookNotificationBlock(name="team", url=team_webhook, json_data={"subject": "{{subject}}", "body": "{{body}}"}).save("team")
-                notifications = NotificationSettings(team_block="custom-webhook/team")
+            notifications = NotificationSettings(team_block=team_webhook.save_block("team") if team_webhook is not None else None)
             settings = OnboardingSettings(recovery=recovery, results=ResultSettings(local_path=folder / "results"), notifications=notifications)
             deploy(client, PROJECT, settings, blocks, app, workbench, env=stack.env())
         yield stack, blocks
@@ -138,6 +137,14 @@ def running_sandbox(folder: Path, scenario: dict[str, Any], scale: float) -> Ite
         yield handle
     finally:
         handle.stop()
+
+
+def m365_onboard(prefect: PrefectStack, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``m365-onboard …`` as a person runs it, against this stack; checked to have succeeded."""
+    result = subprocess.run([sys.executable, "-m", "m365_onboarding.cli", *args], cwd=PROJECT, env=prefect.env(env),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"m365-onboard {args[0]} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
 
 
 def accept_consent(sandbox: SandboxHandle, link: str) -> None:

@@ -19,9 +19,10 @@ class Column:
 
 def permission_table(steps: set[str]) -> dict[str, tuple[Column, Column]]:
     """Each of ``steps``' rows of the table: (read column, apply column)."""
-    rows = {}
+    rows: dict[str, tuple[Column, Column]] = {}
     for line in README.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 3 and cells[0] in steps:
-            rows[cells[0]] = tuple(Column(frozenset(PERMISSION.findall(c)), frozenset(ROLE.findall(c))) for c in cells[1:])
-    return rows  # type: ignore[return-value]
+            read, apply = (Column(frozenset(PERMISSION.findall(c)), frozenset(ROLE.findall(c))) for c in cells[1:])
+            rows[cells[0]] = (read, apply)
+    return rows

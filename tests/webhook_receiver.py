@@ -30,6 +30,13 @@ class WebhookReceiver:
     def url(self, channel: str) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}/{channel}"
 
+    def save_block(self, channel: str) -> str:
+        """A custom-webhook block named ``channel`` posting subject and body as JSON to that channel (needs a Prefect API); returns its slug."""
+        from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+        CustomWebhookNotificationBlock(name=channel, url=self.url(channel), json_data={"subject": "{{subject}}", "body": "{{body}}"}).save(channel)
+        return f"custom-webhook/{channel}"
+
     @property
     def raw(self) -> list[tuple[str, bytes]]:
         """(channel, body as sent) of every message, in order."""

@@ -13,8 +13,6 @@ the failure should have prevented.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,8 +22,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.credentials import WorkbenchCredentials
 from core.requests import BlockNames
-from tests.deployed import ORG, deployed_stack, devices, onboard, running_sandbox, states, wait_until_final, worker_env
-from tests.prefect_harness import PROJECT, PrefectStack
+from tests.deployed import ORG, deployed_stack, devices, m365_onboard, onboard, running_sandbox, states, wait_until_final, worker_env
+from tests.prefect_harness import PrefectStack
 from tests.sandbox_harness import SandboxHandle
 from tests.webhook_receiver import WebhookReceiver
 
@@ -68,16 +66,13 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, sandbox: SandboxHandle, webhook: WebhookReceiver) -> Iterator[tuple[PrefectStack, BlockNames]]:
-    with deployed_stack(tmp_path_factory.mktemp("prefect"), sandbox, team_webhook=webhook.url("team")) as deployed:
+    with deployed_stack(tmp_path_factory.mktemp("prefect"), sandbox, team_webhook=webhook) as deployed:
         yield deployed
 
 
 def _status(prefect: PrefectStack, env: dict[str, str]) -> dict[str, dict[str, Any]]:
     """``m365-onboard status --json`` as the team runs it, by tenant."""
-    result = subprocess.run([sys.executable, "-m", "m365_onboarding.cli", "status", "--json"], cwd=PROJECT, env=prefect.env(env),
-                            capture_output=True, text=True, timeout=180)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return {row["tenant_id"]: row for row in json.loads(result.stdout)}
+    return {row["tenant_id"]: row for row in json.loads(m365_onboard(prefect, env, "status", "--json").stdout)}
 
 
 @pytest.mark.timeout(900)

@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.deployments import run_deployment
 from prefect.events.filters import EventFilter, EventNameFilter
@@ -117,8 +116,7 @@ def test_each_stalled_tenant_produces_exactly_its_notifications(tmp_path: Path, 
         env = _env(sandbox)
         with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
             for channel in ("team", "customer"):
-                CustomWebhookNotificationBlock(name=channel, url=webhook.url(channel),
-                                               json_data={"subject": "{{subject}}", "body": "{{body}}"}).save(channel)
+                webhook.save_block(channel)
             report = apply_automations(client, _settings(env, monkeypatch))
             assert len(report.created) == 18, report  # 5 crash recovery, 8 stalls, 5 other team alerts
             suffix = uuid.uuid4().hex[:6]

@@ -19,8 +19,6 @@ from __future__ import annotations
 import base64
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.credentials import ProviderAppCredentials
 from core.dispatch import sync_result
-from tests.deployed import HEARTBEAT_S, ORG, accept_consent, one_of_each, running_sandbox, states, wait_until_final, worker_env
+from tests.deployed import HEARTBEAT_S, ORG, accept_consent, m365_onboard, one_of_each, running_sandbox, states, wait_until_final, worker_env
 from tests.mail_relay import MailRelay
-from tests.prefect_harness import PROJECT, PrefectStack, start_prefect
+from tests.prefect_harness import PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle
 from tests.webhook_receiver import WebhookReceiver
 
@@ -68,10 +65,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]
 
 
 def _cli(prefect: PrefectStack, env: dict[str, str], *args: str) -> str:
-    """``m365-onboard …`` as a person runs it; its whole output (stdout and stderr), checked to have succeeded."""
-    result = subprocess.run([sys.executable, "-m", "m365_onboarding.cli", *args], cwd=PROJECT, env=prefect.env(env),
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"m365-onboard {args[0]} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    """``m365-onboard …``'s whole output (stdout and stderr): what a person sees of it."""
+    result = m365_onboard(prefect, env, *args)
     return result.stdout + result.stderr
 
 
@@ -152,7 +147,7 @@ def test_no_secret_or_token_is_left_anywhere_after_onboarding_on_the_production_
     outputs: dict[str, str] = {}
     try:
         with temporary_settings({PREFECT_API_URL: prefect.api_url}):
-            CustomWebhookNotificationBlock(name="team", url=webhook.url("team"), json_data={"subject": "{{subject}}", "body": "{{body}}"}).save("team")
+            webhook.save_block("team")
             relay.save_block("customer-mail")
             outputs["deploy (certificate)"] = _cli(prefect, env | secrets, "deploy", "--client-id", sandbox.client_id,
                                                    "--certificate", certificate["cert"], "--private-key", certificate["key"],
