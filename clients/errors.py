@@ -132,6 +132,12 @@ class ApiTimeout(ApiConnectionError):
     """No answer within the timeout."""
 
 
+class CallBudgetExhausted(ApiConnectionError):
+    """The call budget had no slot for this call within its wait: nothing was sent; retry later."""
+
+    next_action = "Nothing to fix if it passes: the budget spreads the calls of many tenants; if it persists, see M365_ONBOARD_BUDGET__*."
+
+
 # --- the tenant and the provider's app (login) ---------------------------------------------------------
 class TenantNotFound(OnboardingError):
     """The tenant id or domain does not exist in this cloud (AADSTS90002 / 900023)."""

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any, Self, TypedDict
+from typing import Any, Protocol, Self, TypedDict
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -156,6 +156,16 @@ def forget_requests(exc: BaseException) -> BaseException:
             current.request = None
             current.response = None
     return exc
+
+
+class CallBudget(Protocol):
+    """Spends one call of a shared budget before a request is sent: waits while it is spent.
+
+    Raises :class:`~clients.errors.CallBudgetExhausted` when no slot came within its wait. The
+    budget (Prefect rate limits, ``tasks/budget.py``) is shared by every process calling the service.
+    """
+
+    def __call__(self, method: str, path: str) -> None: ...
 
 
 # --- the JSON client every API client builds on ------------------------------------------------------
@@ -360,6 +370,7 @@ class ApiClient:
         retries: int = 4,
         max_retry_after_s: float = 120.0,
         tenant_id: str | None = None,
+        budget: CallBudget | None = None,
     ) -> None:
         if not base_url.startswith("https://"):
             raise ValueError(f"{self.service} base URL must be https://, got {base_url!r}")
@@ -372,6 +383,7 @@ class ApiClient:
         self._authorization = authorization  # None: the service needs no credential (OIDC discovery)
         self.timeout_s = timeout_s
         self.max_retry_after_s = max_retry_after_s
+        self.budget = budget  # None: calls are not budgeted (a unit test, a one-off read)
         self.gate = ThrottleGate()
         self.session = self._session(ca_bundle, make_retry(retries, max_retry_after_s, gate=self.gate))
         # For APIs whose reads are POSTs (Exchange's InvokeCommand): used only when a call says so.
@@ -465,6 +477,8 @@ class ApiClient:
         all_headers = {"client-request-id": str(uuid.uuid4()), **(headers or {})}
         if self._authorization is not None:
             all_headers["Authorization"] = self._checked_authorization(operation)
+        if self.budget is not None:  # in-process retries (urllib3's, after a 429 or 5xx) are not charged again
+            self.budget(method, urlsplit(url).path)
         self.gate.wait()  # a Retry-After the service gave this client holds this request too
         try:
             session = self.idempotent_post_session if idempotent_post else self.session

@@ -274,6 +274,41 @@ class ResultSettings(_Section):
     local_path: Path | None = Field(default=None, description="Folder of the default local-file-system block (default: <project>/.state/results).")
 
 
+class Rate(_Section):
+    """At most ``requests`` calls in any ``per_s`` seconds: a limit as Microsoft publishes one."""
+
+    requests: int = Field(gt=0, description="Calls allowed in the window.")
+    per_s: float = Field(gt=0, description="The window, in seconds.")
+
+
+class BudgetSettings(_Section):
+    """The call budget: each limit a Prefect rate limit shared by every process that calls the service.
+
+    The defaults are Microsoft's published limits (Graph throttling-limits page; Management Activity
+    API reference). A limit left unset (None) is not budgeted: Microsoft publishes no figure for the
+    Exchange admin API, Expel none for Workbench. A Prefect rate limit is a token bucket and
+    Microsoft's windows slide: the budget spends at most ``share`` of a limit in any window, ``burst``
+    of that at once and the rest at a steady rate (the remaining tenth covers clock skew and the
+    provider's other tools using the same app).
+    """
+
+    enabled: bool = Field(default=True, description="Send every call through the budget (off: calls go out as fast as the steps make them).")
+    share: float = Field(default=0.9, gt=0, le=1, description="Share of each limit the budget may spend in any window.")
+    burst: float = Field(default=0.2, gt=0, lt=1, description="Share of that which may be spent at once; the rest comes at a steady rate.")
+    wait_s: float = Field(default=600.0, gt=0, description="Longest a call waits for the budget before it counts as throttled.")
+    graph_per_app: Rate | None = Field(default=Rate(requests=130_000, per_s=10),
+                                       description="Graph, per provider app across every tenant.")
+    graph_per_tenant: Rate | None = Field(default=Rate(requests=3_500, per_s=10),
+                                          description="Graph identity calls per app and tenant (the smallest tenant's resource units, one per call).")
+    graph_writes_per_tenant: Rate | None = Field(default=Rate(requests=3_000, per_s=150),
+                                                 description="Graph identity writes per app and tenant.")
+    invitations_per_tenant: Rate | None = Field(default=Rate(requests=150, per_s=5), description="Graph /invitations per tenant, all apps.")
+    management_activity_per_tenant: Rate | None = Field(default=Rate(requests=2_000, per_s=60),
+                                                        description="Office 365 Management Activity API per tenant.")
+    exchange_per_tenant: Rate | None = Field(default=None, description="Exchange admin API per tenant (no published figure).")
+    workbench_per_key: Rate | None = Field(default=None, description="Workbench per API key, across every tenant (no published figure).")
+
+
 class OnboardingSettings(BaseSettings):
     """Everything configurable that is not a secret."""
 
@@ -293,6 +328,7 @@ class OnboardingSettings(BaseSettings):
     recovery: RecoverySettings = RecoverySettings()
     notifications: NotificationSettings = NotificationSettings()
     results: ResultSettings = ResultSettings()
+    budget: BudgetSettings = BudgetSettings()
 
     @model_validator(mode="after")
     def _sandbox_needs_its_ca(self) -> OnboardingSettings:

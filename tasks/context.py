@@ -8,7 +8,7 @@ kept here once it is complete, so that the checks of one process ask for it once
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from clients.auth import TokenProvider
 from clients.exchange import ExchangeAdminClient
 from clients.graph import GraphClient
-from clients.http import ClientOptions
+from clients.http import CallBudget, ClientOptions
 from clients.login import LoginClient
 from clients.management_activity import ManagementActivityClient
 from clients.workbench import WorkbenchClient
@@ -66,8 +66,14 @@ class TenantContext:
         required_permissions: tuple[str, ...],
         workbench_authorization: Callable[[], str] | None = None,
         workbench_organization_id: str | None = None,
+        budgets: Mapping[str, CallBudget] | None = None,
     ) -> TenantContext:
-        """The context with every client of the tenant, each against the cloud's endpoint for its API."""
+        """The context with every client of the tenant, each against the cloud's endpoint for its API.
+
+        ``budgets`` holds each service's call budget (``tasks/budget.py``), by the client's ``service``
+        name; a service without one is not budgeted.
+        """
+        budgets = budgets or {}
         endpoints = settings.endpoints()
         timing = settings.timing
         options = ClientOptions(ca_bundle=settings.ca_bundle, timeout_s=timing.http_timeout_s, retries=timing.http_retries,
@@ -81,16 +87,17 @@ class TenantContext:
             tokens=tokens,
             login=LoginClient(endpoints.login, **options),
             graph=GraphClient(endpoints.graph, authorization=tokens.bearer(tenant_id, endpoints.graph_audience), tenant_id=tenant_id,
-                              **options),
+                              budget=budgets.get("graph"), **options),
             exchange=ExchangeAdminClient(endpoints.exchange, authorization=tokens.bearer(tenant_id, endpoints.exchange_audience),
-                                         tenant_id=tenant_id, **options),
+                                         tenant_id=tenant_id, budget=budgets.get("exchange"), **options),
             management=ManagementActivityClient(endpoints.management_activity,
                                                 authorization=tokens.bearer(tenant_id, endpoints.management_audience),
-                                                publisher_id=settings.provider.tenant_id, tenant_id=tenant_id, **options),
+                                                publisher_id=settings.provider.tenant_id, tenant_id=tenant_id,
+                                                budget=budgets.get("management_activity"), **options),
             required_permissions=required_permissions,
             # The provider's key, the same for every tenant: it decides which organizations it sees.
             workbench_client=WorkbenchClient(endpoints.workbench, authorization=workbench_authorization,
-                                             organization_id=workbench_organization_id, **options)
+                                             organization_id=workbench_organization_id, budget=budgets.get("workbench"), **options)
             if workbench_authorization is not None else None,
         )
 

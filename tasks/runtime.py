@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from clients.auth import TokenProvider
+from clients.http import CallBudget
 from core.dispatch import sync_result
 from core.requests import BlockNames, TenantRequest
 from core.settings import OnboardingSettings
+from tasks.budget import service_budgets
 from tasks.catalogue import CATALOGUE
 from tasks.context import TenantContext
 from tasks.fencing import assert_current_execution
@@ -36,12 +38,13 @@ def tenant_context(
     credential: Callable[[], str | dict[str, Any]],
     workbench_authorization: Callable[[], str] | None,
     workbench_organization_id: str | None = None,
+    budgets: Mapping[str, CallBudget] | None = None,
 ) -> TenantContext:
     """The context of one tenant for the provider's app ``client_id`` (``credential`` gives its secret or certificate)."""
     tokens = TokenProvider(settings.endpoints().login, client_id, credential, ca_bundle=settings.ca_bundle, timeout_s=settings.timing.http_timeout_s)
     return TenantContext.create(tenant_id, organization_name, provider_org_id, settings, tokens,
                                 required_permissions=tuple(CATALOGUE.read_permissions()), workbench_authorization=workbench_authorization,
-                                workbench_organization_id=workbench_organization_id)
+                                workbench_organization_id=workbench_organization_id, budgets=budgets)
 
 
 def build_context(request: TenantRequest, blocks: BlockNames, settings: OnboardingSettings | None = None) -> TenantContext:
@@ -52,8 +55,10 @@ def build_context(request: TenantRequest, blocks: BlockNames, settings: Onboardi
     # A mistyped provider organization the key can also see would register the tenant under
     # another customer: refused before any call, the SOC guest's invitation included.
     workbench.check_organization(request.provider_org_id)
+    # Every call of every process goes through the same Prefect rate limits (tasks/budget.py).
+    budgets = service_budgets(settings.budget, client_id=app.client_id, tenant_id=request.tenant_id, workbench_key=blocks.workbench)
     context = tenant_context(request.tenant_id, request.organization_name, request.provider_org_id, settings,
-                             app.client_id, app.msal_credential, workbench.authorization_header, workbench.organization_id)
+                             app.client_id, app.msal_credential, workbench.authorization_header, workbench.organization_id, budgets)
     context.before_write = assert_current_execution  # a superseded execution of the run writes nothing
     return context
 

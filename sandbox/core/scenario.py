@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from sandbox.core.catalog import DIRECTORY_ROLES, find_permission
 from sandbox.core.clock import parse_duration
 from sandbox.core.faults import FaultSpec
+from sandbox.core.rate_limits import PUBLISHED_LIMITS, RateLimitSpec
 
 Duration = Annotated[timedelta, BeforeValidator(lambda v: v if isinstance(v, timedelta) else parse_duration(v))]
 Guid = Annotated[str, BeforeValidator(lambda v: str(uuid.UUID(str(v))))]
@@ -244,6 +245,9 @@ class Scenario(_Strict):
     workbench: WorkbenchSpec = WorkbenchSpec()
     tenants: list[TenantSpec] = []
     faults: list[FaultSpec] = []
+    rate_limits: list[RateLimitSpec] = Field(
+        default_factory=lambda: list(PUBLISHED_LIMITS),
+        description="Throttling limits in real seconds; default: Microsoft's published figures (an empty list: none).")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Scenario:

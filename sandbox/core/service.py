@@ -30,6 +30,7 @@ from sandbox.core.connection import request_reset
 from sandbox.core.context import current_client_request_id, current_request_id
 from sandbox.core.errors import SandboxHTTPError
 from sandbox.core.faults import ActiveFault, FaultSpec, ServiceName
+from sandbox.core.rate_limits import caller_of
 from sandbox.core.tokens import bearer_token
 from sandbox.core.world import World
 
@@ -187,7 +188,12 @@ def build_service_app(
         now = world.advance()
         admin = path.startswith(ADMIN_PREFIX)
         fault = None if admin else world.faults.match(service, request.method, path, tenant_id, now)
-        served = await _serve(request, call_next, fault, errors)
+        over = None if admin or fault is not None else world.rate_limits.acquire(
+            service, request.method, caller_of(token_app, request.headers.get("authorization")), tenant_id)
+        if over is not None:  # the service's own 429, as for a throttle fault
+            served = _Served.of(render(errors.throttled(over[1]), errors.request_id_header))
+        else:
+            served = await _serve(request, call_next, fault, errors)
         response = served.response
         response.headers.setdefault(errors.request_id_header, rid)
         if client_rid:
@@ -208,7 +214,7 @@ def build_service_app(
                 tenant_id=getattr(request.state, "tenant_id", None) or tenant_id,
                 app_id=getattr(request.state, "app_id", None) or token_app,
                 operation=getattr(request.state, "operation", None),
-                fault=f"{fault.spec.kind}#{fault.id}" if fault is not None else None,
+                fault=f"{fault.spec.kind}#{fault.id}" if fault is not None else (f"rate-limit:{over[0].name}" if over is not None else None),
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
             )
         return response

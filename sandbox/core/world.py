@@ -17,6 +17,7 @@ from typing import Any
 from sandbox.core.catalog import DIRECTORY_ROLES, RESOURCES, find_permission
 from sandbox.core.clock import ScenarioClock
 from sandbox.core.faults import FaultRegistry
+from sandbox.core.rate_limits import RateLimits
 from sandbox.core.request_log import RequestLog
 from sandbox.core.scenario import Scenario, TenantSpec
 from sandbox.core.tokens import TokenSigner
@@ -71,6 +72,7 @@ class World:
         for spec in self.scenario.tenants:
             self.tenants[spec.id.lower()] = self._build_tenant(spec, now)
         self.workbench = WorkbenchState(self.scenario.workbench, self._api_keys(), self, now)
+        self.rate_limits = RateLimits(self.scenario.rate_limits)  # a reset starts every window empty
         for fault in self.scenario.faults:
             self.faults.add(fault, now)
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sandbox.core.catalog import DIRECTORY_ROLES, RESOURCES, ResourceApp
+from sandbox.core.rate_limits import SlidingWindowLimit
 from sandbox.core.tokens import new_guid
 from sandbox.graph.errors import (
     BadRequest,
@@ -20,8 +21,10 @@ from sandbox.graph.errors import (
     RequestBadRequest,
     ResourceNotFound,
 )
-from sandbox.graph.throttling import SlidingWindowLimit
 
+# Graph's documented per-tenant limit on invitations, all apps together (throttling-limits page).
+INVITATIONS_PER_WINDOW = 150
+INVITATION_WINDOW_S = 5.0
 _FORBIDDEN_LOCAL_CHARS = set("~!#$%^&*()+=[]{}\\/|;:\"<>?,")
 
 
@@ -192,7 +195,7 @@ class Directory:
         self.role_assignments: dict[str, RoleAssignment] = {}
         self.partners: dict[str, Partner] = {}
         self.service_principals: dict[str, ServicePrincipal] = {}
-        self.invitation_limit = SlidingWindowLimit()
+        self.invitation_limit = SlidingWindowLimit(INVITATIONS_PER_WINDOW, INVITATION_WINDOW_S)
         for resource in RESOURCES:
             self._add_resource_sp(resource, created_at)
 
