@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -36,27 +35,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
-from pydantic import SecretStr
 
-from automations.apply import apply_automations
-from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
+from bench.common import BLOCKS, ORG, bench_arguments, bench_scenario, bench_tenant, children_cpu_s, deployed, rss_mb, sandbox_env, server_env_of, states_of
 from core.dispatch import sync_result
-from core.settings import OnboardingSettings
 from core.tags import WAIT_CHECK_TAG, tenant_tag
 from m365_onboarding.local_stack import stop_on_terminate, uninterrupted
-from tests.prefect_harness import POOL, PrefectStack, process_tree, start_prefect
-from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+from tests.prefect_harness import process_tree
+from tests.sandbox_harness import SandboxHandle, start_sandbox
 
-ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 SCALE = 3600
-CLK = os.sysconf("SC_CLK_TCK")
 
 
 def _tenant(i: int, zero: bool) -> dict[str, Any]:
@@ -64,32 +56,12 @@ def _tenant(i: int, zero: bool) -> dict[str, Any]:
     # measures); only the first alerts are far away (100000 h is 28 h at 3600x: beyond any benchmark;
     # 1000 h was 17 minutes, and at N=200 the first tenants' alerts came before the last run suspended).
     device = {"health_check_delay": 0, "first_data_delay": 0, "first_alert_delay": 0 if zero else "100000h"}
-    return {"id": str(uuid.UUID(int=0xB0000000_0000_4000_8000_000000000000 + i)), "display_name": f"Bench {i}",
-            "initial_domain": f"bench{i}.onmicrosoft.com", "audit": {"enabled": True}, "device": device}
-
-
-def _rss_mb(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
-
-
-def _children_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[13]) + int(fields[14])) / CLK  # cutime + cstime
+    return bench_tenant(i, 0xB0000000_0000_4000_8000_000000000000, "Bench", device)
 
 
 def _worker_env(sandbox: SandboxHandle) -> dict[str, str]:
-    env = {f"M365_ONBOARD_{k.upper()}": str(v) for k, v in sandbox_settings(sandbox).model_dump(exclude_none=True).items()
-           if isinstance(v, str | int | float | Path)}
     week = 7 * 24 * 3600
-    return env | {
+    return sandbox_env(sandbox) | {
         "M365_ONBOARD_WAITS__TIME_SCALE": str(SCALE),
         "M365_ONBOARD_WAITS__SUSPEND_FROM_S": "0",
         "M365_ONBOARD_TIMING__CONSISTENCY_INTERVAL_S": "0.1",
@@ -141,26 +113,14 @@ def _finished(client: Any, run_id: uuid.UUID) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tenants", type=int, default=20, help="tenants in flight at once (default 20)")
-    parser.add_argument("--concurrency", type=int, default=4, help="work pool concurrency limit (default 4)")
-    parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
-    parser.add_argument("--database-url", default=None, metavar="URL",
-                        help="the server's database, an empty PostgreSQL one (postgresql+asyncpg://user:password@host/db); "
-                             "default SQLite in a temporary folder")
+    bench_arguments(parser, tenants=20, concurrency=4)
     args = parser.parse_args(argv)
-    for option, value in (("--tenants", args.tenants), ("--concurrency", args.concurrency)):
-        if value < 1:
-            parser.error(f"{option} must be at least 1, got {value}")
-    if args.database_url is not None and not args.database_url.startswith("postgresql+asyncpg://"):
-        parser.error("--database-url: expected postgresql+asyncpg://user:password@host/database")
-    server_env = {} if args.database_url is None else {"PREFECT_SERVER_DATABASE_CONNECTION_URL": args.database_url}
+    server_env = server_env_of(parser, args)
     stop_on_terminate()  # `kill`: the finally below stops the server, worker and sandbox too
     tmp = Path(tempfile.mkdtemp(prefix="bench-waits-"))
     tenants = [_tenant(i, zero=False) for i in range(args.tenants)]
     zero = _tenant(args.tenants, zero=True)
-    scenario = {"replication_lag": "5s", "workbench": {"organizations": [{"id": ORG, "name": "Bench"}],
-                "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]}, "tenants": [*tenants, zero]}
-    stack: PrefectStack | None = None
+    scenario = bench_scenario([*tenants, zero])
     (tmp / "sandbox").mkdir()
     sandbox = start_sandbox(tmp / "sandbox", scenario, time_scale=SCALE)
     deadline = time.monotonic() + args.timeout
@@ -172,32 +132,15 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(every)
 
     try:
-        stack = start_prefect(tmp / "prefect", server_env=server_env)
-        stack.cli("work-pool", "create", POOL, "--type", "process")
-        stack.cli("work-pool", "set-concurrency-limit", POOL, str(args.concurrency))
-        stack.cli("deploy", "--all", "--no-prompt")
-        with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
-            ProviderAppCredentials(client_id=sandbox.client_id, client_secret=SecretStr(sandbox.app_secret())).save("bench-app")
-            WorkbenchCredentials(api_key=SecretStr(sandbox.workbench_key())).save("bench-wb")
-            blocks = {"provider_app": "bench-app", "workbench": "bench-wb"}
-            # As in production: a run the worker fails to start (SQLite's 503 under this burst) is
-            # reported Crashed, and the crash-recovery automation restarts it.
-            apply_automations(client, OnboardingSettings(_env_file=None))
+        with deployed(tmp, sandbox, args.concurrency, server_env) as (stack, client):
+            blocks = BLOCKS
             worker = stack.start_worker(_worker_env(sandbox))
 
             def executions(run_ids: list[uuid.UUID]) -> int:
                 return sum(sum(1 for s in client.read_flow_run_states(r) if s.name == "Running") for r in run_ids)
 
-            def states_of(run_ids: list[uuid.UUID]) -> list[Any]:
-                # One request per 200 runs, not one per run: at N=200 a per-run poll is itself a load on the server.
-                found: dict[uuid.UUID, Any] = {}
-                for i in range(0, len(run_ids), 200):
-                    chunk = run_ids[i:i + 200]
-                    found |= {r.id: r.state for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=200)}
-                return [found.get(r) for r in run_ids]
-
             def all_suspended(run_ids: list[uuid.UUID]) -> bool:
-                states = states_of(run_ids)
+                states = states_of(client, run_ids)
                 if any(s is not None and s.is_final() and s.name != "Crashed" for s in states):  # Crashed: being restarted
                     raise RuntimeError(f"a run ended before the alert window: {sorted({s.name for s in states if s})}")
                 return all(s is not None and s.name == "Suspended" for s in states) and len(process_tree(worker.pid)) == 1
@@ -216,24 +159,24 @@ def main(argv: list[str] | None = None) -> int:
             until(lambda: all_suspended(runs), "every run to suspend in the alert window", 2.0 + len(runs) / 25)
             time.sleep(2)
             waiting_tree = process_tree(worker.pid)
-            waiting_rss = _rss_mb(waiting_tree) + _rss_mb(process_tree(stack.server.pid))
+            waiting_rss = rss_mb(waiting_tree) + rss_mb(process_tree(stack.server.pid))
             calls = len(sandbox.request_log(since=seq_before))
 
             sample = runs[:10]
-            before_cpu, before_runs = _children_cpu_s(worker.pid), executions(sample)
+            before_cpu, before_runs = children_cpu_s(worker.pid), executions(sample)
             resumers = [_scheduled_resumer(client, run_id) for run_id in sample]
             for resumer in resumers:  # due now: exactly what happens when its scheduled time comes
                 client.set_flow_run_state(resumer, Scheduled(scheduled_time=datetime.now(UTC)), force=True)
             until(lambda: all(_finished(client, r) for r in resumers) and all_suspended(sample), "the pre-checks", 1.0)
             if executions(sample) != before_runs:
                 raise RuntimeError("a pre-check woke a run although no alert had come")
-            checks, cpu = len(resumers), _children_cpu_s(worker.pid) - before_cpu
+            checks, cpu = len(resumers), children_cpu_s(worker.pid) - before_cpu
 
-            before_cpu, before_runs = _children_cpu_s(worker.pid), executions(sample)
+            before_cpu, before_runs = children_cpu_s(worker.pid), executions(sample)
             for run_id in sample:  # a wake: resume unconditionally, as when the stall time has come
                 run_deployment("resume-onboarding/resume-onboarding", parameters={"flow_run_id": str(run_id)}, timeout=0)
             until(lambda: executions(sample) >= before_runs + len(sample) and all_suspended(sample), "the triggered wakes", 1.0)
-            wakes, wake_cpu = executions(sample) - before_runs, _children_cpu_s(worker.pid) - before_cpu
+            wakes, wake_cpu = executions(sample) - before_runs, children_cpu_s(worker.pid) - before_cpu
             result = {
                 "tenants": args.tenants,
                 "processes_while_waiting": len(waiting_tree) - 1,
@@ -251,8 +194,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         with uninterrupted():
-            if stack is not None:
-                stack.stop()
             sandbox.stop()
 
 

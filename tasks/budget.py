@@ -24,13 +24,16 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+from prefect.concurrency.asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import rate_limit
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 
 from clients.errors import CallBudgetExhausted
 from core.settings import BudgetSettings, Rate
@@ -40,6 +43,12 @@ logger = logging.getLogger("m365_onboarding.budget")
 PREFIX = "m365-budget"
 SLOTS_PER_CALL = 1000
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+# The Prefect server not answering (down, or SQLite's "database is locked" 503 under load): tried again
+# after these pauses, then the call goes out unbudgeted. The budget spares Microsoft a storm; it must
+# not stop a days-long run that Prefect's own outage would otherwise let go on (the service's
+# Retry-After is still honoured by the client).
+UNREACHABLE_RETRY_DELAYS_S = (1.0, 2.0, 4.0)
+UNREACHABLE = (ConcurrencySlotAcquisitionError, PrefectHTTPStatusError, httpx.HTTPError, OSError)
 
 
 @dataclass(frozen=True)
@@ -104,15 +113,34 @@ class ServiceBudget:
         limits = self.limits(method, path)
         if not limits:
             return
-        for limit in limits:
-            ensure_limit(limit)
-        try:
-            rate_limit([limit.name for limit in limits], occupy=SLOTS_PER_CALL, timeout_seconds=self._wait_s, strict=True)
-        except TimeoutError as exc:
-            raise CallBudgetExhausted(
-                f"{self.service} {method} {path}: no slot of the call budget within {self._wait_s:g}s "
-                f"({', '.join(limit.name for limit in limits)}); the call was not sent."
-            ) from exc
+        for delay in (*UNREACHABLE_RETRY_DELAYS_S, None):
+            try:
+                for limit in limits:
+                    ensure_limit(limit)
+                rate_limit([limit.name for limit in limits], occupy=SLOTS_PER_CALL, timeout_seconds=self._wait_s, strict=True)
+                return
+            except TimeoutError as exc:  # before UNREACHABLE: a timed-out acquisition is a TimeoutError, not an OSError
+                raise CallBudgetExhausted(
+                    f"{self.service} {method} {path}: no slot of the call budget within {self._wait_s:g}s "
+                    f"({', '.join(limit.name for limit in limits)}); the call was not sent."
+                ) from exc
+            except UNREACHABLE as exc:
+                if delay is None:
+                    _warn_unreachable(self.service, exc)
+                    return
+                time.sleep(delay)
+
+
+_last_warning = 0.0
+
+
+def _warn_unreachable(service: str, exc: BaseException) -> None:
+    """One line a minute at most: the budget could not be reached, calls go out unbudgeted meanwhile."""
+    global _last_warning
+    if time.monotonic() - _last_warning >= 60:
+        _last_warning = time.monotonic()
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        logger.warning("call budget unreachable (%s): %s calls go out unbudgeted until it answers", reason, service)
 
 
 def service_budgets(settings: BudgetSettings, *, client_id: str, tenant_id: str, workbench_key: str | None) -> dict[str, ServiceBudget]:

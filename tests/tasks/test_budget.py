@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from core.settings import BudgetSettings, Rate
+from tasks import budget
 from tasks.budget import SLOTS_PER_CALL, BudgetLimit, service_budgets
+from tests.sandbox_harness import free_port_block
 
 
 def _most_in_any_window(limit: BudgetLimit, window_s: float, horizon_s: float, step_s: float = 0.01) -> int:
@@ -42,3 +47,17 @@ def test_a_graph_write_to_invitations_spends_the_app_tenant_writes_and_invitatio
 
 def test_the_budget_off_budgets_nothing() -> None:
     assert service_budgets(BudgetSettings(enabled=False), client_id="a", tenant_id="t", workbench_key=None) == {}
+
+
+def test_an_unreachable_prefect_server_lets_the_call_go_out_unbudgeted_and_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    # A days-long run must not stop because Prefect is down or its SQLite is locked: Microsoft's
+    # own Retry-After still holds the client (clients/http.py).
+    monkeypatch.setattr(budget, "UNREACHABLE_RETRY_DELAYS_S", (0.01,))
+    monkeypatch.setattr(budget, "_last_warning", 0.0)
+    graph = service_budgets(BudgetSettings(), client_id="app-1", tenant_id="t-1", workbench_key=None)["graph"]
+    with temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port_block(1)}/api"}), caplog.at_level(logging.WARNING, "m365_onboarding.budget"):
+        graph("GET", "/v1.0/organization")  # returns: the call may be sent
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1, messages  # one line, not one per attempt
+    assert "call budget unreachable" in messages[0] and "graph calls go out unbudgeted" in messages[0]
