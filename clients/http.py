@@ -162,10 +162,15 @@ class CallBudget(Protocol):
     """Spends one call of a shared budget before a request is sent: waits while it is spent.
 
     Raises :class:`~clients.errors.CallBudgetExhausted` when no slot came within its wait. The
-    budget (Prefect rate limits, ``tasks/budget.py``) is shared by every process calling the service.
+    budget (Prefect rate limits, ``tasks/budget.py``) is shared by every process calling the service,
+    so a 429's Retry-After held there (:meth:`hold`) holds the other processes' calls too.
     """
 
     def __call__(self, method: str, path: str) -> None: ...
+
+    def hold(self, seconds: float, scope: str | None) -> None:
+        """No call of any process through this budget before ``seconds``; ``scope`` is the 429's throttle scope, if it said one."""
+        ...
 
 
 # --- the JSON client every API client builds on ------------------------------------------------------
@@ -268,14 +273,17 @@ class CappedRetry(Retry):
     :func:`retry_after_seconds`, so a value urllib3 cannot parse backs off instead of failing the call.
     """
 
-    def __init__(self, *args: Any, max_retry_after_s: float = 120.0, gate: ThrottleGate | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_retry_after_s: float = 120.0, gate: ThrottleGate | None = None,
+                 on_throttled: Callable[[float, Any], None] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_retry_after_s = max_retry_after_s
         self.gate = gate
+        self.on_throttled = on_throttled  # told of each 429's wait, with the response (its throttle scope)
 
     def new(self, **kw: Any) -> Self:
         kw.setdefault("max_retry_after_s", self.max_retry_after_s)
         kw.setdefault("gate", self.gate)
+        kw.setdefault("on_throttled", self.on_throttled)
         return super().new(**kw)
 
     def increment(self, method: str | None = None, url: str | None = None, response: Any = None, error: Exception | None = None,
@@ -301,11 +309,13 @@ class CappedRetry(Retry):
         capped = min(value, self.max_retry_after_s)
         if self.gate is not None:
             self.gate.hold(capped)  # the client's other requests wait as long as this retry does
+        if self.on_throttled is not None and getattr(response, "status", None) == 429:
+            self.on_throttled(capped, response)  # and so do other processes' (the shared budget)
         return capped
 
 
 def make_retry(retries: int, max_retry_after_s: float, methods: frozenset[str] = IDEMPOTENT_METHODS,
-               gate: ThrottleGate | None = None) -> CappedRetry:
+               gate: ThrottleGate | None = None, on_throttled: Callable[[float, Any], None] | None = None) -> CappedRetry:
     return CappedRetry(
         total=retries,
         connect=retries,
@@ -321,6 +331,7 @@ def make_retry(retries: int, max_retry_after_s: float, methods: frozenset[str] =
         raise_on_status=False,
         max_retry_after_s=max_retry_after_s,
         gate=gate,
+        on_throttled=on_throttled,
     )
 
 
@@ -385,9 +396,10 @@ class ApiClient:
         self.max_retry_after_s = max_retry_after_s
         self.budget = budget  # None: calls are not budgeted (a unit test, a one-off read)
         self.gate = ThrottleGate()
-        self.session = self._session(ca_bundle, make_retry(retries, max_retry_after_s, gate=self.gate))
+        self.session = self._session(ca_bundle, make_retry(retries, max_retry_after_s, gate=self.gate, on_throttled=self._hold_budget))
         # For APIs whose reads are POSTs (Exchange's InvokeCommand): used only when a call says so.
-        self.idempotent_post_session = self._session(ca_bundle, make_retry(retries, max_retry_after_s, IDEMPOTENT_METHODS | {"POST"}, self.gate))
+        self.idempotent_post_session = self._session(
+            ca_bundle, make_retry(retries, max_retry_after_s, IDEMPOTENT_METHODS | {"POST"}, self.gate, self._hold_budget))
 
     @staticmethod
     def _session(ca_bundle: str | Path | None, retry: Retry) -> VerifiedSession:
@@ -395,6 +407,11 @@ class ApiClient:
         session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         session.mount("https://", HTTPAdapter(max_retries=retry))
         return session
+
+    def _hold_budget(self, seconds: float, response: Any) -> None:
+        """A 429's wait holds the shared budget too, so that no other process calls before it (Graph names the scope)."""
+        if self.budget is not None and seconds > 0:
+            self.budget.hold(seconds, _header(getattr(response, "headers", {}) or {}, "x-ms-throttle-scope"))
 
     # --- for subclasses -----------------------------------------------------------------------------
     def parse_error(self, response: requests.Response) -> ErrorDetails:
@@ -492,6 +509,8 @@ class ApiClient:
         waited = retry_after_seconds(response) if response.status_code in RETRY_STATUSES else None
         if waited:
             self.gate.hold(min(waited, self.max_retry_after_s))  # retries ran out, or a POST is not retried: the next call waits
+            if response.status_code == 429:
+                self._hold_budget(waited, response)
         logger.debug("%s %s %s -> %s request-id=%s", self.service, method, operation, response.status_code, request_id)
         if response.status_code in expected:
             return response

@@ -4,7 +4,9 @@ Every tenant's run, its resumed executions and its checks call the same services
 provider app; only the Prefect server sees all of them. So each call first takes a slot of every
 limit that applies to it (the app's across tenants, the app's in this tenant, this tenant's writes,
 its invitations) through ``prefect.concurrency.sync.rate_limit``, which waits while they are spent.
-A CSV of many tenants then queues at the budget instead of meeting a storm of 429s.
+A CSV of many tenants then queues at the budget instead of meeting a storm of 429s. A 429 that
+comes anyway holds the limits of its scope for its Retry-After (:func:`hold_limit`), so that no
+other process sends before it either.
 
 The limits are created on first use (observed, created or resized to the settings: the same
 observe → change-what-differs shape as the steps), named after the app's client id, the tenant id
@@ -27,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 from prefect.client.orchestration import get_client
@@ -51,19 +54,31 @@ UNREACHABLE_RETRY_DELAYS_S = (1.0, 2.0, 4.0)
 UNREACHABLE = (ConcurrencySlotAcquisitionError, PrefectHTTPStatusError, httpx.HTTPError, OSError)
 
 
+Scope = Literal["app", "tenant"]
+
+
 @dataclass(frozen=True)
 class BudgetLimit:
-    """One Prefect rate limit: its name and its size in slots (``SLOTS_PER_CALL`` per call)."""
+    """One Prefect rate limit: its name, its size in slots (``SLOTS_PER_CALL`` per call), and what it counts.
+
+    ``scope`` is ``app`` for a limit across tenants (the app's, a Workbench key's), ``tenant`` for one
+    tenant's: a 429 holds the limits of its scope.
+    """
 
     name: str
     limit: int
     slot_decay_per_second: float
+    scope: Scope = "tenant"
 
     @classmethod
-    def of(cls, name: str, rate: Rate, share: float, burst: float) -> BudgetLimit:
+    def of(cls, name: str, rate: Rate, share: float, burst: float, scope: Scope) -> BudgetLimit:
         spent = rate.requests * share  # at most this many calls in any window
         burst_calls = max(1, math.floor(spent * burst))
-        return cls(name, burst_calls * SLOTS_PER_CALL, (spent - burst_calls) / rate.per_s * SLOTS_PER_CALL)
+        return cls(name, burst_calls * SLOTS_PER_CALL, (spent - burst_calls) / rate.per_s * SLOTS_PER_CALL, scope)
+
+    def held_slots(self, seconds: float) -> int:
+        """Active slots that let no call through for ``seconds``: the bucket spent, and that long's refill on top."""
+        return self.limit + math.ceil(seconds * self.slot_decay_per_second)
 
 
 # Limits this process has seen at their size: each is observed once per process, not once per call.
@@ -97,13 +112,43 @@ def ensure_limit(limit: BudgetLimit) -> None:
         _ensured[limit.name] = limit
 
 
-class ServiceBudget:
-    """The budget of one service's calls for one tenant: which limits a call spends, and spending them."""
+def hold_limit(limit: BudgetLimit, seconds: float) -> None:
+    """Spend the whole limit and that long's refill: no process gets a slot before ``seconds``.
 
-    def __init__(self, service: str, limits_for: Callable[[str, str], list[BudgetLimit]], wait_s: float) -> None:
+    Prefect lets active slots exceed the limit and decays them from the update on, so the limit
+    reopens when the Retry-After has passed. Two holds at once keep the later one (a lost race
+    shortens a hold to the other 429's wait, which the client itself still honours).
+    """
+    ensure_limit(limit)
+    with get_client(sync_client=True) as client:
+        client.update_global_concurrency_limit(limit.name, GlobalConcurrencyLimitUpdate(active_slots=limit.held_slots(seconds)))
+    logger.info("call budget %s held for %.3gs: a 429's Retry-After", limit.name, seconds)
+
+
+class ServiceBudget:
+    """The budget of one service's calls for one tenant: which limits a call spends, and spending them.
+
+    ``throttles`` is the scope a 429 of the service holds when it does not say one: ``tenant`` for
+    Microsoft's services (Graph throttles per app and tenant unless ``x-ms-throttle-scope`` says
+    otherwise), ``app`` for Workbench (one key for every tenant).
+    """
+
+    def __init__(self, service: str, limits_for: Callable[[str, str], list[BudgetLimit]], wait_s: float, throttles: Scope = "tenant") -> None:
         self.service = service
         self._limits_for = limits_for
         self._wait_s = wait_s
+        self._throttles = throttles
+
+    def hold(self, seconds: float, scope: str | None) -> None:
+        """After a 429: no process calls the service in its scope before ``seconds`` (``tasks/budget.py``'s hold_limit)."""
+        # Graph's x-ms-throttle-scope reads like "Tenant_Application/ReadWrite/{app}/{tenant}"; one without a tenant is the app's.
+        wanted: Scope = self._throttles if scope is None else ("tenant" if "tenant" in scope.lower() else "app")
+        for limit in self.limits("GET", "/"):
+            if limit.scope == wanted:
+                try:
+                    hold_limit(limit, seconds)
+                except UNREACHABLE as exc:
+                    _warn_unreachable(self.service, exc)  # this process's own gate still holds its calls
 
     def limits(self, method: str, path: str) -> list[BudgetLimit]:
         """The limits a call spends: none when no limit applies to it."""
@@ -150,10 +195,10 @@ def service_budgets(settings: BudgetSettings, *, client_id: str, tenant_id: str,
     """
     if not settings.enabled:
         return {}
-    def sized(name: str, rate: Rate | None) -> list[BudgetLimit]:
-        return [BudgetLimit.of(f"{PREFIX}:{name}", rate, settings.share, settings.burst)] if rate is not None else []
+    def sized(name: str, rate: Rate | None, scope: Scope = "tenant") -> list[BudgetLimit]:
+        return [BudgetLimit.of(f"{PREFIX}:{name}", rate, settings.share, settings.burst, scope)] if rate is not None else []
 
-    graph_app = sized(f"graph:app:{client_id}", settings.graph_per_app)
+    graph_app = sized(f"graph:app:{client_id}", settings.graph_per_app, "app")
     graph_tenant = sized(f"graph:tenant:{client_id}:{tenant_id}", settings.graph_per_tenant)
     graph_writes = sized(f"graph-writes:tenant:{client_id}:{tenant_id}", settings.graph_writes_per_tenant)
     invitations = sized(f"graph-invitations:tenant:{tenant_id}", settings.invitations_per_tenant)
@@ -168,11 +213,11 @@ def service_budgets(settings: BudgetSettings, *, client_id: str, tenant_id: str,
 
     management = sized(f"management-activity:tenant:{tenant_id}", settings.management_activity_per_tenant)
     exchange = sized(f"exchange:tenant:{tenant_id}", settings.exchange_per_tenant)
-    workbench = sized(f"workbench:key:{workbench_key}", settings.workbench_per_key) if workbench_key else []
+    workbench = sized(f"workbench:key:{workbench_key}", settings.workbench_per_key, "app") if workbench_key else []
     wait_s = settings.wait_s
     return {
         "graph": ServiceBudget("graph", graph, wait_s),
         "management_activity": ServiceBudget("management_activity", lambda method, path: management, wait_s),
         "exchange": ServiceBudget("exchange", lambda method, path: exchange, wait_s),
-        "workbench": ServiceBudget("workbench", lambda method, path: workbench, wait_s),
+        "workbench": ServiceBudget("workbench", lambda method, path: workbench, wait_s, throttles="app"),
     }

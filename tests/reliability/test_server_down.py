@@ -34,7 +34,8 @@ pytestmark = pytest.mark.slow  # a Prefect server, a worker and the sandbox
 SCALE = 3600
 TENANT = "8b8b8b8b-0000-4000-8000-000000000001"
 # Longer than the 3 missed heartbeats (90 s) after which a run is marked Crashed. The issue asks for 15 minutes
-# (M365_ONBOARD_TEST_SERVER_DOWN_S=900); that run failed once in a two-process suite, not yet diagnosed.
+# (M365_ONBOARD_TEST_SERVER_DOWN_S=900, the documented longer run): the Prefect worker gives up about a
+# minute before the server is back, and the test starts it again as a supervisor would.
 DOWN_S = max(4 * HEARTBEAT_S + 10, int(os.environ.get("M365_ONBOARD_TEST_SERVER_DOWN_S", "130")))
 SCENARIO: dict[str, Any] = {
     "replication_lag": "20s",
@@ -62,6 +63,7 @@ def test_a_live_run_marked_crashed_while_the_server_was_down_goes_on_in_its_one_
     stack: tuple[PrefectStack, BlockNames], sandbox: SandboxHandle
 ) -> None:
     prefect, blocks = stack
+    worker_restarted = False
     pause_s = DOWN_S + 6 * HEARTBEAT_S  # the run sleeps through the outage and crash recovery's listening, between two consent checks
     env = worker_env(sandbox, SCALE, {
         "M365_ONBOARD_WAITS__SUSPEND_FROM_S": str(10_000 * 3600),  # every pause is in-process: the process stays
@@ -69,7 +71,7 @@ def test_a_live_run_marked_crashed_while_the_server_was_down_goes_on_in_its_one_
         "M365_ONBOARD_WAITS__ADMIN_CONSENT__LIMIT_S": str((pause_s + 900) * SCALE),  # the limit is not what ends this wait
     })
     with temporary_settings({PREFECT_API_URL: prefect.api_url}):
-        prefect.start_worker(env)
+        worker = prefect.start_worker(env)
         run_id = onboard(TENANT, "Server Outage", blocks)
         deadline = time.monotonic() + 180
         while not [r for r in sandbox.request_log(service="login") if r["tenant_id"] == TENANT and r["status"] >= 400]:
@@ -79,6 +81,12 @@ def test_a_live_run_marked_crashed_while_the_server_was_down_goes_on_in_its_one_
         prefect.stop_server()
         time.sleep(DOWN_S)
         prefect.start_server()
+        if worker.poll() is not None:
+            # A Prefect worker gives up after the API has failed four rounds of backoff (about 14
+            # minutes, critical_service_loop); in production its supervisor (systemd, Kubernetes)
+            # starts it again, as this does. The run's own process is not the worker's to end.
+            worker_restarted = True
+            prefect.start_worker(env)
         # The heartbeat automation marks it Crashed, and crash recovery is handed it, unless a fresh
         # heartbeat reaches the server first; both are done here at once, so the test never depends on that race.
         with get_client(sync_client=True) as client:
@@ -95,5 +103,6 @@ def test_a_live_run_marked_crashed_while_the_server_was_down_goes_on_in_its_one_
     assert final[run_id] == "Completed" and "AwaitingRecovery" not in history, history
     worker_log = "\n".join(p.read_text() for p in prefect.log_dir.glob("worker-*.log"))
     assert len(re.findall(rf"submitting flow run '{run_id}'", worker_log)) == 1, "the run got a second process"
+    print(f"server down {DOWN_S}s; the worker gave up and was started again: {worker_restarted}")
     assert "was marked Crashed but its process lives" in worker_log
     assert one_of_each(sandbox, TENANT) == {"guests": 1, "role_assignments": 1, "partners": 1, "devices": 1}

@@ -5,7 +5,8 @@ of 130,000) so that four processes on this machine can reach it. Each process ca
 own tenant as fast as it can, built the production way (blocks, settings, budget), against a real
 Prefect server whose rate limits are the budget. Without the budget the sandbox answers 429s (each
 process honours its own Retry-Afters, not the others'); with the budget sized to the same limit it answers none, and still serves most of what the
-limit allows. The sandbox's request log is the witness: what it received, when, and what it answered.
+limit allows. And a 429 one process is given holds the tenant's calls in every other process until
+its Retry-After. The sandbox's request log is the witness: what it received, when, and what it answered.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import bisect
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -24,7 +26,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from core.requests import BlockNames
 from tests.deployed import ORG, running_sandbox, save_blocks, worker_env
 from tests.prefect_harness import PROJECT, PrefectStack, start_prefect
-from tests.sandbox_harness import SandboxHandle
+from tests.sandbox_harness import SandboxHandle, sent_before_retry_after
 
 pytestmark = pytest.mark.slow  # a Prefect server and the sandbox
 
@@ -55,17 +57,40 @@ def prefect(tmp_path_factory: pytest.TempPathFactory, sandbox: SandboxHandle) ->
         stack.stop()
 
 
+def _caller(prefect: PrefectStack, blocks: BlockNames, env: dict[str, str], tenant: str, seconds: float,
+            on_cue: bool = False) -> subprocess.Popen[str]:
+    """``tests/budget_caller.py``: one process calling Graph for ``tenant`` for ``seconds``, built the production way."""
+    args = [tenant, str(seconds), blocks.provider_app, blocks.workbench, *(["--on-cue"] if on_cue else [])]
+    return subprocess.Popen([sys.executable, "-m", "tests.budget_caller", *args], cwd=PROJECT, env=prefect.env(env),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _ready(caller: subprocess.Popen[str]) -> None:
+    assert caller.stdout is not None and caller.stdout.readline().strip() == "ready", caller.stderr.read() if caller.stderr else ""
+
+
+def _cue(caller: subprocess.Popen[str], at: float) -> None:
+    assert caller.stdin is not None
+    caller.stdin.write(f"{at}\n")
+    caller.stdin.flush()
+
+
+def _outcome(caller: subprocess.Popen[str], seconds: float) -> dict[str, Any]:
+    out, err = caller.communicate(timeout=seconds + 300)
+    assert caller.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _last_seq(sandbox: SandboxHandle) -> int:
+    return max((entry["seq"] for entry in sandbox.request_log()), default=0)
+
+
 def _burst(sandbox: SandboxHandle, prefect: PrefectStack, blocks: BlockNames, settings: dict[str, str]) -> tuple[list[dict[str, Any]], int]:
     """Every process calling for its tenant at once; the Graph requests the sandbox logged meanwhile, and the calls answered."""
-    since = max((entry["seq"] for entry in sandbox.request_log()), default=0)
-    env = prefect.env(worker_env(sandbox, 1, settings))
-    callers = [subprocess.Popen([sys.executable, "-m", "tests.budget_caller", tenant, str(SECONDS), blocks.provider_app, blocks.workbench],
-                                cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tenant in TENANTS]
-    answered = 0
-    for caller in callers:
-        out, err = caller.communicate(timeout=SECONDS + 300)
-        assert caller.returncode == 0, err[-3000:]
-        answered += json.loads(out.strip().splitlines()[-1])["answered"]
+    since = _last_seq(sandbox)
+    env = worker_env(sandbox, 1, settings)
+    callers = [_caller(prefect, blocks, env, tenant, SECONDS) for tenant in TENANTS]
+    answered = sum(_outcome(caller, SECONDS)["answered"] for caller in callers)
     return [e for e in sandbox.request_log(service="graph", since=since) if e["path"] == "/v1.0/organization"], answered
 
 
@@ -98,3 +123,31 @@ def test_with_the_budget_sized_to_the_limit_no_call_is_throttled(sandbox: Sandbo
     # length would be about 5 + 2.2 x 15 calls; processes start a few seconds apart.
     assert answered >= 20, f"only {answered} calls answered in {SECONDS:g}s"
     assert answered == len(log)  # every call the processes made reached the sandbox once: none refused, none retried
+
+
+HOLD_S = 10  # the Retry-After Graph gives the first process; the second asks for its first call 2 s later
+
+
+def test_a_429_given_to_one_process_holds_the_tenants_calls_in_every_other_process_until_its_retry_after(
+    sandbox: SandboxHandle, prefect: tuple[PrefectStack, BlockNames]
+) -> None:
+    stack, blocks = prefect
+    tenant = TENANTS[0]
+    env = worker_env(sandbox, 1)  # the budget as deployed: Microsoft's published limits
+    since = _last_seq(sandbox)
+    sandbox.add_fault(service="graph", kind="throttle", tenant_id=tenant, count=1, retry_after=f"{HOLD_S}s")
+    first, second = _caller(stack, blocks, env, tenant, HOLD_S + 4, on_cue=True), _caller(stack, blocks, env, tenant, 3, on_cue=True)
+    _ready(first)
+    _ready(second)
+    start_at = time.time() + 0.5
+    _cue(first, start_at)
+    _cue(second, start_at + 2)
+    first_outcome, second_outcome = _outcome(first, HOLD_S + 4), _outcome(second, HOLD_S + 5)
+    log = sandbox.request_log(service="graph", tenant=tenant, since=since)
+    throttled = [e for e in log if e["status"] == 429]
+    assert len(throttled) == 1, "the first process's first call meets the 429"
+    retry_at = datetime.fromisoformat(throttled[0]["received_at"]).timestamp() + HOLD_S
+    assert second_outcome["started_at"] < retry_at - 5, "the second process asked for its first call well within the Retry-After"
+    # Any request of this app and tenant, from either process: none before the Retry-After passed.
+    assert sent_before_retry_after(log, key=("service", "tenant_id", "app_id")) == []
+    assert first_outcome["answered"] > 0 and second_outcome["answered"] > 0

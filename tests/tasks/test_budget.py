@@ -28,7 +28,7 @@ def _most_in_any_window(limit: BudgetLimit, window_s: float, horizon_s: float, s
 @pytest.mark.parametrize("rate", [Rate(requests=150, per_s=5), Rate(requests=3_000, per_s=150), Rate(requests=30, per_s=10)])
 def test_the_bucket_never_lets_more_than_its_share_through_in_a_sliding_window(rate: Rate) -> None:
     settings = BudgetSettings()
-    limit = BudgetLimit.of("m365-budget:test", rate, settings.share, settings.burst)
+    limit = BudgetLimit.of("m365-budget:test", rate, settings.share, settings.burst, "tenant")
     most = _most_in_any_window(limit, rate.per_s, horizon_s=rate.per_s * 3)
     assert most <= rate.requests * settings.share + 1  # +1: a grant exactly on the window's edge
     assert most >= rate.requests * settings.share * 0.9  # and it does not starve
