@@ -21,7 +21,7 @@ from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from core.settings import OnboardingSettings
 from m365_onboarding.local_stack import uninterrupted
 from tests.prefect_harness import POOL, PrefectStack, start_prefect
-from tests.sandbox_harness import SandboxHandle, sandbox_settings
+from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 BLOCKS = {"provider_app": "bench-app", "workbench": "bench-wb"}
@@ -46,6 +46,23 @@ def server_env_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     if args.database_url is not None and not args.database_url.startswith("postgresql+asyncpg://"):
         parser.error("--database-url: expected postgresql+asyncpg://user:password@host/database")
     return {} if args.database_url is None else {"PREFECT_SERVER_DATABASE_CONNECTION_URL": args.database_url}
+
+
+def set_up_figures(args: argparse.Namespace) -> dict[str, Any]:
+    """What every benchmark's JSON says about how it ran: the pool's limit and the server's database."""
+    return {"pool_concurrency": args.concurrency, "database": "sqlite" if args.database_url is None else "postgresql"}
+
+
+@contextmanager
+def bench_sandbox(tmp: Path, scenario: dict[str, Any], time_scale: float) -> Iterator[SandboxHandle]:
+    """The sandbox with this scenario, stopped at the end even when the benchmark is interrupted."""
+    (tmp / "sandbox").mkdir()
+    sandbox = start_sandbox(tmp / "sandbox", scenario, time_scale=time_scale)
+    try:
+        yield sandbox
+    finally:
+        with uninterrupted():
+            sandbox.stop()
 
 
 def bench_tenant(i: int, base: int, name: str, device: dict[str, Any]) -> dict[str, Any]:

@@ -34,11 +34,24 @@ from typing import Any
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
 from prefect.client.schemas.sorting import FlowRunSort
 
-from bench.common import BLOCKS, ORG, bench_arguments, bench_scenario, bench_tenant, children_cpu_s, deployed, sandbox_env, server_env_of, tree_cpu_s
-from m365_onboarding.local_stack import stop_on_terminate, uninterrupted
+from bench.common import (
+    BLOCKS,
+    ORG,
+    bench_arguments,
+    bench_sandbox,
+    bench_scenario,
+    bench_tenant,
+    children_cpu_s,
+    deployed,
+    sandbox_env,
+    server_env_of,
+    set_up_figures,
+    tree_cpu_s,
+)
+from m365_onboarding.local_stack import stop_on_terminate
 from sandbox.core.rate_limits import PUBLISHED_LIMITS
 from tests.prefect_harness import PROJECT, process_tree
-from tests.sandbox_harness import SandboxHandle, sent_before_retry_after, start_sandbox
+from tests.sandbox_harness import SandboxHandle, sent_before_retry_after
 
 SCALE = 3600
 LIMIT_NAME = "graph per app (scaled)"
@@ -92,14 +105,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the sandbox's Graph limit per app across tenants, and the budget's (default 200/10)")
     args = parser.parse_args(argv)
     server_env = server_env_of(parser, args)
-    stop_on_terminate()  # `kill`: the finally below stops the server, worker and sandbox too
+    stop_on_terminate()  # `kill`: leaving the blocks below stops the server, worker and sandbox too
     tmp = Path(tempfile.mkdtemp(prefix="bench-throttle-"))
     device = {"health_check_delay": 0, "first_data_delay": 0, "first_alert_delay": 0}
     tenants = [bench_tenant(i, 0xC0000000_0000_4000_8000_000000000000, "Throttle", device) for i in range(args.tenants)]
-    (tmp / "sandbox").mkdir()
-    sandbox = start_sandbox(tmp / "sandbox", _scenario(tenants, args.graph_limit), time_scale=SCALE)
     deadline = time.monotonic() + args.timeout
-    try:
+    with bench_sandbox(tmp, _scenario(tenants, args.graph_limit), SCALE) as sandbox:
         with deployed(tmp, sandbox, args.concurrency, server_env) as (stack, client):
             env = _worker_env(sandbox, args.budget == "on", args.graph_limit)
             worker = stack.start_worker(env)
@@ -152,14 +163,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                    key=("service", "tenant_id", "app_id", "client_request_id"))),
             "worker_cpu_s_per_tenant": round(worker_cpu / args.tenants, 2),
             "server_cpu_s_per_tenant": round(server_cpu / args.tenants, 2),
-            "pool_concurrency": args.concurrency,
-            "database": "sqlite" if args.database_url is None else "postgresql",
+            **set_up_figures(args),
         }
         print(json.dumps(result))
         return 0
-    finally:
-        with uninterrupted():
-            sandbox.stop()
 
 
 if __name__ == "__main__":

@@ -41,12 +41,26 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.states import Scheduled
 
-from bench.common import BLOCKS, ORG, bench_arguments, bench_scenario, bench_tenant, children_cpu_s, deployed, rss_mb, sandbox_env, server_env_of, states_of
+from bench.common import (
+    BLOCKS,
+    ORG,
+    bench_arguments,
+    bench_sandbox,
+    bench_scenario,
+    bench_tenant,
+    children_cpu_s,
+    deployed,
+    rss_mb,
+    sandbox_env,
+    server_env_of,
+    set_up_figures,
+    states_of,
+)
 from core.dispatch import sync_result
 from core.tags import WAIT_CHECK_TAG, tenant_tag
-from m365_onboarding.local_stack import stop_on_terminate, uninterrupted
+from m365_onboarding.local_stack import stop_on_terminate
 from tests.prefect_harness import process_tree
-from tests.sandbox_harness import SandboxHandle, start_sandbox
+from tests.sandbox_harness import SandboxHandle
 
 SCALE = 3600
 
@@ -116,13 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     bench_arguments(parser, tenants=20, concurrency=4)
     args = parser.parse_args(argv)
     server_env = server_env_of(parser, args)
-    stop_on_terminate()  # `kill`: the finally below stops the server, worker and sandbox too
+    stop_on_terminate()  # `kill`: leaving the blocks below stops the server, worker and sandbox too
     tmp = Path(tempfile.mkdtemp(prefix="bench-waits-"))
     tenants = [_tenant(i, zero=False) for i in range(args.tenants)]
     zero = _tenant(args.tenants, zero=True)
     scenario = bench_scenario([*tenants, zero])
-    (tmp / "sandbox").mkdir()
-    sandbox = start_sandbox(tmp / "sandbox", scenario, time_scale=SCALE)
     deadline = time.monotonic() + args.timeout
 
     def until(condition: Callable[[], bool], what: str, every: float = 1.0) -> None:
@@ -131,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise TimeoutError(f"gave up waiting for {what}")
             time.sleep(every)
 
-    try:
+    with bench_sandbox(tmp, scenario, SCALE) as sandbox:
         with deployed(tmp, sandbox, args.concurrency, server_env) as (stack, client):
             blocks = BLOCKS
             worker = stack.start_worker(_worker_env(sandbox))
@@ -187,14 +199,10 @@ def main(argv: list[str] | None = None) -> int:
                 "api_calls_per_tenant": round(calls / args.tenants, 1),
                 "checks_measured": checks,
                 "runs_restarted_after_crash": sum(1 for r in runs for st in client.read_flow_run_states(r) if st.name == "AwaitingRecovery"),
-                "pool_concurrency": args.concurrency,
-                "database": "sqlite" if args.database_url is None else "postgresql",
+                **set_up_figures(args),
             }
         print(json.dumps(result))
         return 0
-    finally:
-        with uninterrupted():
-            sandbox.stop()
 
 
 if __name__ == "__main__":
