@@ -34,6 +34,7 @@ from tests.deployed import ORG, accept_consent, deployed_stack, onboard, one_of_
 from tests.mail_relay import MailRelay
 from tests.prefect_harness import PrefectStack
 from tests.sandbox_harness import SandboxHandle
+from tests.support import keep_figures
 
 pytestmark = pytest.mark.slow  # a Prefect server, workers and the sandbox
 
@@ -167,7 +168,9 @@ def test_every_tenant_is_onboarded_once_through_kills_at_random_points_and_resta
         final = wait_until_final(list(runs.values()), timeout_s=900)
         histories = {tenant: states(run_id) for tenant, run_id in runs.items()}  # read while the test's server is the API
 
-    print(f"kills: {kills}, onboarding runs found running and crashed by a kill: {crashed_runs}")
+    keep_figures("crashes", {"kills": kills, "onboarding_runs_crashed_by_a_kill": crashed_runs, "tenants": len(TENANTS),
+                             "completed": sum(1 for s in final.values() if s == "Completed"),
+                             "runs_restarted": sum(1 for h in histories.values() if "AwaitingRecovery" in h)})
     assert kills == KILLS, f"every run finished after {kills} kills"
     assert set(final.values()) == {"Completed"}, {TENANTS[t]["display_name"]: h for t, h in histories.items()}
     for tenant in TENANTS:

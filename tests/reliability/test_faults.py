@@ -16,7 +16,6 @@ sandbox's request log, no request was sent again before the Retry-After it was g
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from tests.deployed import ORG, accept_consent, deployed_stack, onboard, one_of_
 from tests.mail_relay import MailRelay
 from tests.prefect_harness import PrefectStack
 from tests.sandbox_harness import SandboxHandle
+from tests.support import keep_figures
 
 pytestmark = pytest.mark.slow  # a Prefect server, a worker and the sandbox
 
@@ -194,14 +194,14 @@ def test_every_tenant_completes_through_throttling_outages_resets_and_a_mail_ser
 
     log = sandbox.request_log()
     faults = sandbox.admin("GET", "faults").json()
-    print(json.dumps({"faults": [{k: f["spec"].get(k) for k in ("service", "kind", "probability")} | {"hits": f["hits"]} for f in faults],
-                      "requests": len(log), "tenants": len(TENANTS)}, indent=1))
+    early = _sent_before_retry_after(log)
+    keep_figures("faults", {"faults": [{k: f["spec"].get(k) for k in ("service", "kind", "probability")} | {"hits": f["hits"]} for f in faults],
+                            "requests": len(log), "tenants": len(TENANTS), "completed": sum(1 for s in final.values() if s == "Completed"),
+                            "answers_with_retry_after": sum(1 for e in log if e.get("retry_after_s") is not None), "sent_before_retry_after": len(early)})
     logs = "\n".join(p.read_text()[-4000:] for p in prefect.log_dir.glob("worker-*.log"))
     assert set(final.values()) == {"Completed"}, f"{histories}\n{logs}"
     for tenant in TENANTS:
         assert one_of_each(sandbox, tenant) == {"guests": 1, "role_assignments": 1, "partners": 1, "devices": 1}, TENANTS[tenant]["display_name"]
-    early = _sent_before_retry_after(log)
-    print(f"answers with a Retry-After: {sum(1 for e in log if e.get('retry_after_s') is not None)}; requests sent before it: {len(early)}")
     assert early == [], "\n".join(early)
     # One consent email per late tenant, though its first tries met the relay down; nobody else got one.
     assert sorted(str(m["To"]) for m in relay.mails()) == sorted(f"admin@fault{t[-1]}.example" for t in LATE), [m["Subject"] for m in relay.mails()]

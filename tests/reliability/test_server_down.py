@@ -28,6 +28,7 @@ from core.requests import BlockNames
 from tests.deployed import HEARTBEAT_S, ORG, accept_consent, deployed_stack, onboard, one_of_each, running_sandbox, states, wait_until_final, worker_env
 from tests.prefect_harness import PrefectStack
 from tests.sandbox_harness import SandboxHandle
+from tests.support import keep_figures
 
 pytestmark = pytest.mark.slow  # a Prefect server, a worker and the sandbox
 
@@ -102,7 +103,9 @@ def test_a_live_run_marked_crashed_while_the_server_was_down_goes_on_in_its_one_
     assert restored[-1] == "Running" and "Crashed" in restored, restored  # put back, not restarted
     assert final[run_id] == "Completed" and "AwaitingRecovery" not in history, history
     worker_log = "\n".join(p.read_text() for p in prefect.log_dir.glob("worker-*.log"))
-    assert len(re.findall(rf"submitting flow run '{run_id}'", worker_log)) == 1, "the run got a second process"
-    print(f"server down {DOWN_S}s; the worker gave up and was started again: {worker_restarted}")
+    submissions = len(re.findall(rf"submitting flow run '{run_id}'", worker_log))
+    keep_figures("server_down", {"server_down_s": DOWN_S, "worker_gave_up_and_was_started_again": worker_restarted,
+                                 "submissions_of_the_run": submissions, "final": final[run_id]})
+    assert submissions == 1, "the run got a second process"
     assert "was marked Crashed but its process lives" in worker_log
     assert one_of_each(sandbox, TENANT) == {"guests": 1, "role_assignments": 1, "partners": 1, "devices": 1}

@@ -27,6 +27,7 @@ from core.requests import BlockNames
 from tests.deployed import ORG, running_sandbox, save_blocks, worker_env
 from tests.prefect_harness import PROJECT, PrefectStack, start_prefect
 from tests.sandbox_harness import SandboxHandle, sent_before_retry_after
+from tests.support import keep_figures
 
 pytestmark = pytest.mark.slow  # a Prefect server and the sandbox
 
@@ -114,6 +115,8 @@ def test_without_the_budget_the_processes_are_throttled(sandbox: SandboxHandle, 
     stack, blocks = prefect
     log, answered = _burst(sandbox, stack, blocks, {"M365_ONBOARD_BUDGET__ENABLED": "false"})
     refused = _limit_refusals(log)
+    keep_figures("throttle_without_budget", {"processes": PROCESSES, "seconds": SECONDS, "limit": f"{LIMIT}/{WINDOW_S:g}s",
+                                             "requests": len(log), "http_429": refused, "answered": answered})
     # Each process honours its own Retry-Afters, but none knows of the others': they keep meeting the limit.
     assert refused >= PROCESSES, f"the scaled limit should be reached without a budget: {refused} 429s of {len(log)} requests"
     assert answered > 0
@@ -122,6 +125,9 @@ def test_without_the_budget_the_processes_are_throttled(sandbox: SandboxHandle, 
 def test_with_the_budget_sized_to_the_limit_no_call_is_throttled(sandbox: SandboxHandle, prefect: tuple[PrefectStack, BlockNames]) -> None:
     stack, blocks = prefect
     log, answered = _burst(sandbox, stack, blocks, SIZED_TO_THE_LIMIT)
+    keep_figures("throttle_with_budget", {"processes": PROCESSES, "seconds": SECONDS, "limit": f"{LIMIT}/{WINDOW_S:g}s",
+                                          "requests": len(log), "http_429": _limit_refusals(log), "answered": answered,
+                                          "most_in_a_window": _most_in_any_window(log)})
     assert _limit_refusals(log) == 0, [e for e in log if e["status"] == 429][:5]
     assert _most_in_any_window(log) <= LIMIT
     # The budget queues calls rather than starving them: its burst plus its steady rate over the
