@@ -147,8 +147,8 @@ class ServiceBudget:
             if limit.scope == wanted:
                 try:
                     hold_limit(limit, seconds)
-                except UNREACHABLE as exc:
-                    _warn_unreachable(self.service, exc)  # this process's own gate still holds its calls
+                except Exception as exc:  # best effort: this process's own gate still holds its calls, and the call must go on
+                    _warn_unreachable(self.service, exc)
 
     def limits(self, method: str, path: str) -> list[BudgetLimit]:
         """The limits a call spends: none when no limit applies to it."""
@@ -180,7 +180,7 @@ _last_warning = 0.0
 
 
 def _warn_unreachable(service: str, exc: BaseException) -> None:
-    """One line a minute at most: the budget could not be reached, calls go out unbudgeted meanwhile."""
+    """One line a minute at most: the budget could not be reached (or held), calls go out unbudgeted meanwhile."""
     global _last_warning
     if time.monotonic() - _last_warning >= 60:
         _last_warning = time.monotonic()
