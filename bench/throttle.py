@@ -1,6 +1,6 @@
 """A CSV of N tenants onboarded at once against a per-app Graph limit: the 429s with and without the call budget.
 
-    uv run python -m bench.throttle --tenants 200 [--budget off] [--graph-limit 200/10]
+    uv run python -m bench.throttle --tenants 200 [--budget off] [--graph-limit 60/10]
 
 Starts a real Prefect server (SQLite, or the empty PostgreSQL database of ``--database-url``),
 deploys prefect.yaml, runs one process worker (the pool runs ``--concurrency`` at once) and the
@@ -61,8 +61,8 @@ def _limit(text: str) -> tuple[int, float]:
     try:
         requests, per_s = text.split("/")
         parsed = int(requests), float(per_s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected REQUESTS/SECONDS, e.g. 200/10; got {text!r}") from None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected REQUESTS/SECONDS, e.g. 60/10; got {text!r}") from exc
     if parsed[0] < 1 or not parsed[1] > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number of requests per a positive number of seconds; got {text!r}")
     return parsed
@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     bench_arguments(parser, tenants=20, concurrency=8)
     parser.add_argument("--budget", choices=("on", "off"), default="on", help="send the calls through the call budget (default on)")
-    parser.add_argument("--graph-limit", type=_limit, default=(200, 10.0), metavar="REQUESTS/SECONDS",
-                        help="the sandbox's Graph limit per app across tenants, and the budget's (default 200/10)")
+    parser.add_argument("--graph-limit", type=_limit, default=(60, 10.0), metavar="REQUESTS/SECONDS",
+                        help="the sandbox's Graph limit per app across tenants, and the budget's (default 60/10)")
     args = parser.parse_args(argv)
     server_env = server_env_of(parser, args)
     stop_on_terminate()  # `kill`: leaving the blocks below stops the server, worker and sandbox too
