@@ -19,7 +19,9 @@ from prefect import get_run_logger, task
 from prefect.blocks.core import Block
 from prefect.blocks.notifications import NotificationBlock
 from prefect.cache_policies import INPUTS, RUN_ID
+from prefect.runtime import flow_run
 from prefect.utilities.asyncutils import run_coro_as_sync
+from prefect.variables import Variable
 from prefect_email import EmailServerCredentials, SMTPType
 
 from core.catalogue import WaitSpec
@@ -76,6 +78,28 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     return not isinstance(state.result(raise_on_failure=False), UnusableChannel)
 
 
+def _sent_marker(kind: str) -> str | None:
+    """The Prefect variable that says this run's ``kind`` message went out; None outside a flow run."""
+    run_id = flow_run.id
+    return f"m365-sent-{run_id}-{kind}".lower().replace(".", "-") if run_id else None
+
+
+def _already_sent(marker: str | None) -> bool:
+    try:
+        return marker is not None and Variable.get(marker, default=None) is not None
+    except Exception:  # the API not answering: send, as before the marker existed (a second message beats none)
+        return False
+
+
+def _mark_sent(marker: str | None) -> None:
+    if marker is None:
+        return
+    try:
+        Variable.set(marker, "sent", overwrite=True)
+    except Exception as exc:  # the message went out; only a crash before the task's result is stored would send it again
+        get_run_logger().warning("message marker %s not saved: %s", marker, type(exc).__name__)
+
+
 @task(
     name="notify_customer",
     task_run_name="notify-customer-{kind}",
@@ -87,12 +111,21 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=_worth_retrying,
 )
 def notify_customer(request: TenantRequest, kind: str, subject: str, body: str, block_slug: str | None, contact: str | None = None) -> bool:
-    """Send one message to the customer's contact through the configured block; False if none is configured."""
+    """Send one message to the customer's contact through the configured block; False if none is configured.
+
+    The task's cache keeps it to once per run, but a process killed after the message went out and
+    before the result was stored would send it again: a marker (a Prefect variable per run and kind),
+    saved right after sending and observed first, closes all but that last moment.
+    """
     logger = get_run_logger()
     if block_slug is None:
         logger.info("tenant=%s message=%s not sent: no customer channel configured (NOTIFICATIONS__CUSTOMER_BLOCK); it is in the checklist",
                     request.tenant_id, kind)
         return False
+    marker = _sent_marker(kind)
+    if _already_sent(marker):
+        logger.info("tenant=%s message=%s already sent by an earlier execution of this run; not sent again", request.tenant_id, kind)
+        return True
     try:
         block = Block.load(block_slug)
     except ValueError as exc:  # no such block
@@ -107,5 +140,6 @@ def notify_customer(request: TenantRequest, kind: str, subject: str, body: str, 
             run_coro_as_sync(sent)
     else:
         raise UnusableChannel(f"block {block_slug!r} is a {type(block).__name__}, not a notification block or email server")
+    _mark_sent(marker)
     logger.info("tenant=%s message=%s sent to the customer's contact through %s", request.tenant_id, kind, block_slug)
     return True

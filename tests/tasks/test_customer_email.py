@@ -52,6 +52,18 @@ def test_the_consent_request_is_mailed_to_the_contact_once_per_run(prefect_serve
     assert "grant admin consent" in text and "adminconsent?client_id=abc" in text and not text.startswith("To:")
 
 
+def test_an_execution_that_died_after_sending_does_not_send_again(prefect_server: None, relay: MailRelay) -> None:
+    slug = relay.save_block("customer-mail-marker")
+
+    @flow
+    def onboarding_run() -> list[bool]:
+        # .fn bypasses the task's cache, as a process killed before the result was stored does
+        return [notify_customer.fn(TENANT, "admin_consent-request", "Consent", "body", slug, CONTACT) for _ in range(2)]
+
+    assert onboarding_run() == [True, True]
+    assert len(relay.messages) == 1
+
+
 def test_a_block_that_would_not_verify_the_server_is_refused_and_sends_nothing(prefect_server: None, relay: MailRelay) -> None:
     slug = relay.save_block("unverified-mail", verify=False)
 
