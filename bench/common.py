@@ -21,7 +21,7 @@ from blocks.credentials import ProviderAppCredentials, WorkbenchCredentials
 from core.settings import OnboardingSettings
 from m365_onboarding.local_stack import uninterrupted
 from tests.prefect_harness import POOL, PrefectStack, start_prefect
-from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+from tests.sandbox_harness import SandboxHandle, start_sandbox
 
 ORG = "0b9e1a2c-5d6f-4a7b-8c9d-0e1f2a3b4c5d"
 BLOCKS = {"provider_app": "bench-app", "workbench": "bench-wb"}
@@ -74,12 +74,6 @@ def bench_tenant(i: int, base: int, name: str, device: dict[str, Any]) -> dict[s
 def bench_scenario(tenants: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {"replication_lag": "5s", "workbench": {"organizations": [{"id": ORG, "name": "Bench"}],
             "api_keys": [{"name": "onboarding", "organization": ORG, "generate": True}]}, "tenants": tenants, **extra}
-
-
-def sandbox_env(sandbox: SandboxHandle) -> dict[str, str]:
-    """The ``M365_ONBOARD_*`` settings that point the project at this sandbox."""
-    return {f"M365_ONBOARD_{k.upper()}": str(v) for k, v in sandbox_settings(sandbox).model_dump(exclude_none=True).items()
-            if isinstance(v, str | int | float | Path)}
 
 
 def rss_mb(pids: list[int]) -> float:

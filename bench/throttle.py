@@ -43,7 +43,6 @@ from bench.common import (
     bench_tenant,
     children_cpu_s,
     deployed,
-    sandbox_env,
     server_env_of,
     set_up_figures,
     tree_cpu_s,
@@ -51,7 +50,7 @@ from bench.common import (
 from m365_onboarding.local_stack import stop_on_terminate
 from sandbox.core.rate_limits import PUBLISHED_LIMITS
 from tests.prefect_harness import PROJECT, process_tree
-from tests.sandbox_harness import SandboxHandle, sent_before_retry_after
+from tests.sandbox_harness import SandboxHandle, sandbox_env, sent_before_retry_after
 
 SCALE = 3600
 LIMIT_NAME = "graph per app (scaled)"

@@ -51,7 +51,6 @@ from bench.common import (
     children_cpu_s,
     deployed,
     rss_mb,
-    sandbox_env,
     server_env_of,
     set_up_figures,
     states_of,
@@ -60,7 +59,7 @@ from core.dispatch import sync_result
 from core.tags import WAIT_CHECK_TAG, tenant_tag
 from m365_onboarding.local_stack import stop_on_terminate
 from tests.prefect_harness import process_tree
-from tests.sandbox_harness import SandboxHandle
+from tests.sandbox_harness import SandboxHandle, sandbox_env
 
 SCALE = 3600
 

@@ -29,7 +29,7 @@ from core.requests import BlockNames
 from core.settings import NotificationSettings, OnboardingSettings, RecoverySettings, ResultSettings
 from m365_onboarding.deploy import credentials_from_sandbox, deploy
 from tests.prefect_harness import PROJECT, PrefectStack, start_prefect
-from tests.sandbox_harness import SandboxHandle, sandbox_settings, start_sandbox
+from tests.sandbox_harness import SandboxHandle, sandbox_env, start_sandbox
 from tests.support import present
 from tests.webhook_receiver import WebhookReceiver
 
@@ -63,9 +63,7 @@ def deployed_stack(folder: Path, sandbox: SandboxHandle, restart_again_after_s: 
 
 def worker_env(sandbox: SandboxHandle, scale: float, extra: dict[str, str] | None = None) -> dict[str, str]:
     """A worker's environment for the sandbox on compressed time: every pause releases the worker."""
-    env = {f"M365_ONBOARD_{k.upper()}": str(v) for k, v in sandbox_settings(sandbox).model_dump(exclude_none=True).items()
-           if isinstance(v, str | int | float | Path)}
-    env |= {
+    env = sandbox_env(sandbox) | {
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S),
         "M365_ONBOARD_RECOVERY__HEARTBEAT_S": str(HEARTBEAT_S),  # crash recovery listens 1.5 of these before a restart
         "M365_ONBOARD_WAITS__TIME_SCALE": str(scale),
