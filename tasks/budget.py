@@ -16,9 +16,8 @@ A Prefect rate limit is a token bucket (``limit`` slots, refilled at ``slot_deca
 Microsoft's windows slide. A bucket of ``B`` calls refilled at ``(S - B) / W`` lets through at most
 ``S`` calls in any ``W`` seconds: ``S`` is ``share`` of the published ``N``, ``B`` is ``burst`` of ``S``.
 The server decays a limit in whole slots since its last change (a denied attempt is a change too),
-so a stream of calls faster than one slot's decay
-would never let the bucket drain: each call takes ``SLOTS_PER_CALL`` slots, so what a change can lose
-is a thousandth of a call (measured: 20 calls per 10 s, 8 threads, 1 slot per call gave 0.75 calls/s,
+so a stream of calls faster than one slot's decay would never let the bucket drain: each call takes
+``SLOTS_PER_CALL`` slots, so what a change can lose is a thousandth of a call (measured: 20 calls per 10 s, 8 threads, 1 slot per call gave 0.75 calls/s,
 1,000 slots per call 1.5 of the 1.6 configured).
 """
 

@@ -137,8 +137,8 @@ def test_no_secret_or_token_is_left_anywhere_after_onboarding_on_the_production_
         "M365_ONBOARD_RECOVERY__HEARTBEAT_S": str(HEARTBEAT_S),
         "M365_ONBOARD_RESULTS__LOCAL_PATH": str(tmp_path / "prefect" / "results"),
         "M365_ONBOARD_WAITS__SUSPEND_FROM_S": str(3 * 3600),  # the device waits suspend: their results are read back on resume
-        # The first alert comes 30 s after registration and is looked for every 12 s: however slow the machine, the first look finds
-        # none, so each run suspends at least once.
+        # The first alert comes 30 s after the first data and is looked for every 12 s: however slow the machine, the first look
+        # finds none, so each run suspends at least once.
         "M365_ONBOARD_WAITS__FIRST_ALERTS__INTERVAL_S": str(12 * 3600),
         "M365_ONBOARD_WAITS__ADMIN_CONSENT__REMIND_S": str(4 * 3600),
         "M365_ONBOARD_WAITS__ADMIN_CONSENT__STALL_S": str(12 * 3600),
